@@ -1,0 +1,103 @@
+"""The exception tree of batch-inpaint.
+
+    BatchInpaintError
+     ├── ConfigError            bad settings, missing key: exit 2 before any request
+     ├── OutputError            the output could not be written (disk full, read-only): item fails
+     ├── ItemError              this item is bad; retrying will not help
+     │    ├── InvalidInput      preflight refused the pair (never sent)
+     │    └── Rejected          the API refused it (400, 406, 422)
+     ├── Retryable              try again after a pause
+     │    ├── RateLimited       429, maybe with Retry-After
+     │    ├── ServerError       5xx
+     │    ├── TransportError    connect/read/write failure, timeout, reset
+     │    └── BrokenResponse    200 that is not a PNG of the right size
+     └── RunStopped             stop the whole run at once
+          ├── KeyRejected       401 / 403
+          └── CreditsExhausted  402, or the --max-credits budget is spent
+
+Third-party errors (httpx) become these in exactly one place: `engines.clipdrop`.
+No message here ever contains the API key.
+"""
+
+from __future__ import annotations
+
+
+class BatchInpaintError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class ConfigError(BatchInpaintError):
+    """Settings are wrong; nothing was sent."""
+
+
+class OutputError(BatchInpaintError):
+    """The result could not be written where it belongs."""
+
+
+class ItemError(BatchInpaintError):
+    """This one item cannot be processed; the run goes on."""
+
+    status: int | None = None
+
+
+class InvalidInput(ItemError):
+    """The pair failed preflight and was never sent."""
+
+
+class Rejected(ItemError):
+    """The API answered 400/406/422 for this item."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class Retryable(BatchInpaintError):
+    """A failure that may pass on another attempt."""
+
+    status: int | None = None
+
+
+class RateLimited(Retryable):
+    def __init__(self, retry_after: float | None, message: str = "rate limited") -> None:
+        super().__init__(f"HTTP 429: {message}")
+        self.status = 429
+        self.retry_after = retry_after
+
+
+class ServerError(Retryable):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class TransportError(Retryable):
+    """The request or its response was lost on the way; it may have been charged."""
+
+
+class BrokenResponse(Retryable):
+    """A 200 whose body is not the PNG we asked for; it may have been charged."""
+
+
+class RunStopped(BatchInpaintError):
+    """Nothing more can succeed in this run."""
+
+    exit_code = 1
+    status: int | None = None
+
+
+class KeyRejected(RunStopped):
+    exit_code = 3
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the API rejected the key (HTTP {status}): {message}")
+        self.status = status
+
+
+class CreditsExhausted(RunStopped):
+    exit_code = 4
+
+    def __init__(self, message: str, status: int | None = 402) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,61 @@
+"""When and how long to retry: an explicit predicate, Retry-After, exponential backoff with full jitter."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import RateLimited, Retryable
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Retry only our own retryable errors; never bare exceptions, never cancellation."""
+    return isinstance(exc, Retryable)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None if absent/bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        current = time.time() if now is None else now
+        seconds = when.timestamp() - current
+    if seconds != seconds or seconds == float("inf"):  # NaN or inf
+        return None
+    return max(0.0, min(seconds, 3600.0))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds on retries of one item. ``base``/``cap`` shape the exponential backoff."""
+
+    max_attempts: int = 8
+    max_seconds: float = 600.0
+    base: float = 1.0
+    cap: float = 60.0
+    #: Pause after a 429 with no Retry-After (grows with consecutive 429s).
+    rate_limit_pause: float = 5.0
+
+    def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Full jitter: a uniform draw in [0, min(cap, base * 2**(attempt-1))]."""
+        ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        return rand() * ceiling
+
+    def pause_after_429(self, exc: RateLimited, attempt: int) -> float:
+        if exc.retry_after is not None:
+            return exc.retry_after
+        return min(self.cap, self.rate_limit_pause * (2 ** max(0, attempt - 1)))

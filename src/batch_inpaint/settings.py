@@ -1,0 +1,232 @@
+"""Run settings: defaults, then a TOML file, then the environment, then flags (flags win)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+import tomllib
+
+DEFAULT_API_URL = "https://clipdrop-api.co/cleanup/v1"
+ENGINES = ("clipdrop", "local")
+MODES = ("fast", "quality")
+OUTPUT_FORMATS = ("png", "jpg", "webp")
+OVERSIZE = ("downscale", "crop", "fail")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs. Fields that change the output are listed in ``OUTPUT_SHAPING``."""
+
+    input_dir: Path | None = None
+    out_dir: Path | None = None
+    masks_dir: Path | None = None
+    mask_file: Path | None = None
+    pairs_file: Path | None = None
+    mask_suffix: str = "_mask"
+    recursive: bool = True
+    follow_symlinks: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    engine: str = "clipdrop"
+    api_url: str = DEFAULT_API_URL
+    api_key: str | None = field(default=None, repr=False)
+    api_key_file: Path | None = None
+    ca_bundle: Path | None = None
+    rate: float = 60.0
+    concurrency: int | None = None
+    mode: str = "fast"
+    local_method: str = "telea"
+    local_radius: int = 5
+    connect_timeout: float = 10.0
+    read_timeout: float = 90.0
+    write_timeout: float = 60.0
+    request_deadline: float = 180.0
+    max_attempts: int = 8
+    max_item_seconds: float = 900.0
+    manifest: Path | None = None
+    retry_failed: bool = False
+    force: bool = False
+    max_credits: float | None = None
+    grace_seconds: float = 10.0
+    mask_threshold: int = 128
+    dilate: str | None = None
+    resize_mask: bool = False
+    oversize: str = "downscale"
+    copy_empty: bool = False
+    output_format: str = "png"
+    quality: int = 92
+    dry_run: bool = False
+    progress: str = "auto"
+
+    def __repr__(self) -> str:  # keeps the key out of any repr
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "api_key"
+        )
+        return f"Settings({shown})"
+
+    @property
+    def workers(self) -> int:
+        """In-flight requests. Enough for the full rate at ~20 s per picture, capped to bound memory."""
+        if self.concurrency is not None:
+            return self.concurrency
+        if self.engine == "local":
+            return max(2, os.cpu_count() or 2)
+        return max(2, min(32, math.ceil(self.rate / 60.0 * 20.0) + 2))
+
+    def output_shaping(self) -> dict[str, Any]:
+        """The settings an output depends on: a change makes done items due again."""
+        shaping: dict[str, Any] = {
+            "engine": self.engine,
+            "mode": self.mode if self.engine == "clipdrop" else None,
+            "local": [self.local_method, self.local_radius] if self.engine == "local" else None,
+            "threshold": self.mask_threshold,
+            "dilate": self.dilate,
+            "resize_mask": self.resize_mask,
+            "oversize": self.oversize,
+            "format": [self.output_format, self.quality if self.output_format != "png" else None],
+        }
+        return shaping
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+_PATH_FIELDS = {f.name for f in fields(Settings) if "Path" in str(f.type)}
+_FIELD_TYPES = {f.name: str(f.type) for f in fields(Settings)}
+_NOT_IN_FILES = {"api_key"}  # a key in a config file would end up in backups and repos
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _FIELD_TYPES[name]
+    where = f"{source}: key '{name}'"
+    if name in _PATH_FIELDS:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a path string")
+        return Path(value).expanduser()
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        raise ConfigError(f"{where} must be true or false")
+    if kind.startswith("int"):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}") from None
+    if kind.startswith("float"):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, not {value!r}") from None
+    if kind.startswith("tuple"):
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where} must be a list of strings")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string")
+    return value
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config. Keys use dashes or underscores; an optional [batch-inpaint] table is unwrapped."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if isinstance(data.get("batch-inpaint"), dict):
+        data = data["batch-inpaint"]
+    values: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = raw_key.replace("-", "_")
+        if key not in _FIELD_TYPES or key in _NOT_IN_FILES:
+            hint = " (put the key in CLIPDROP_API_KEY or api-key-file)" if key == "api_key" else ""
+            raise ConfigError(f"{path}: unknown key '{raw_key}'{hint}")
+        values[key] = _coerce(key, value, str(path))
+    return values
+
+
+_ENV = {
+    "CLIPDROP_API_KEY": "api_key",
+    "CLIPDROP_API_KEY_FILE": "api_key_file",
+    "CLIPDROP_API_URL": "api_url",
+    "BATCH_INPAINT_RATE": "rate",
+    "BATCH_INPAINT_CONCURRENCY": "concurrency",
+    "BATCH_INPAINT_ENGINE": "engine",
+    "BATCH_INPAINT_CA_BUNDLE": "ca_bundle",
+}
+
+
+def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for var, name in _ENV.items():
+        if env.get(var):
+            values[name] = env[var] if name == "api_key" else _coerce(name, env[var], f"environment {var}")
+    return values
+
+
+def build_settings(
+    flags: Mapping[str, Any],
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults < config file < environment < flags, then validate."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(load_config_file(config_file))
+    merged.update(from_environment(os.environ if env is None else env))
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    settings = Settings(**merged)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    check(s.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, not {s.engine!r}")
+    check(s.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {s.mode!r}")
+    check(s.output_format in OUTPUT_FORMATS, f"output format must be one of {', '.join(OUTPUT_FORMATS)}")
+    check(s.oversize in OVERSIZE, f"oversize must be one of {', '.join(OVERSIZE)}")
+    check(s.local_method in ("telea", "ns"), "local method must be telea or ns")
+    check(s.rate > 0, "rate must be a positive number of requests per minute")
+    check(s.concurrency is None or s.concurrency >= 1, "concurrency must be at least 1")
+    check(1 <= s.quality <= 100, "quality must be between 1 and 100")
+    check(0 < s.mask_threshold < 256, "mask threshold must be between 1 and 255")
+    check(s.max_attempts >= 1, "max attempts must be at least 1")
+    check(s.max_credits is None or s.max_credits >= 0, "max credits cannot be negative")
+    check(s.api_url.startswith(("https://", "http://")), "api url must start with https:// or http://")
+
+
+def resolve_api_key(s: Settings) -> str:
+    """The key from the environment or a key file; a ConfigError (naming no key) if there is none."""
+    if s.api_key:
+        return s.api_key.strip()
+    if s.api_key_file is not None:
+        try:
+            key = s.api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{s.api_key_file}: cannot read the key file: {exc.strerror}") from None
+        if key:
+            return key
+        raise ConfigError(f"{s.api_key_file}: the key file is empty")
+    raise ConfigError(
+        "no API key: set CLIPDROP_API_KEY or CLIPDROP_API_KEY_FILE (or --api-key-file), "
+        "or use --engine local"
+    )
