@@ -1,0 +1,128 @@
+"""Small Pillow/NumPy helpers shared by preflight, composition and the engines."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+
+import numpy as np
+from PIL import Image, ImageOps
+
+#: Above this many pixels a file is treated as a decompression bomb (well above any camera's size).
+MAX_PIXELS = 250_000_000
+ORIENTATION_TAG = 0x0112
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class UnreadableImage(Exception):
+    """Pillow could not make sense of a file; the message says why, in plain words."""
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Open (lazily) with the bomb check done on the header, before any pixel is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise UnreadableImage("too many pixels (decompression bomb)") from None
+    except Exception as exc:  # Pillow raises many kinds for garbage input
+        raise UnreadableImage(f"not a readable image ({type(exc).__name__})") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise UnreadableImage("image has no pixels")
+    if w * h > MAX_PIXELS:
+        raise UnreadableImage(f"{w}x{h} is too many pixels (decompression bomb guard)")
+    return im
+
+
+def load_pixels(im: Image.Image) -> Image.Image:
+    """Decode fully; truncated or corrupt data becomes UnreadableImage."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+    except Exception as exc:
+        raise UnreadableImage(f"image data is broken or truncated ({type(exc).__name__})") from None
+    return im
+
+
+def orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(ORIENTATION_TAG, 1)
+        return int(value) if value in range(1, 9) else 1
+    except Exception:
+        return 1
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """Pixels as the user sees them, with the orientation tag gone."""
+    return ImageOps.exif_transpose(load_pixels(im)) or im
+
+
+def encode_png(im: Image.Image, *, compress_level: int = 1) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def encode_jpeg(im: Image.Image, quality: int = 95) -> bytes:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
+    return buf.getvalue()
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR, without decoding; None if it is not a PNG."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    w, h = struct.unpack(">II", data[16:24])
+    return int(w), int(h)
+
+
+def mask_array(im: Image.Image, threshold: int) -> np.ndarray:
+    """Any mask mode to a strict 0/255 uint8 array. Transparent-background masks use their alpha."""
+    im = load_pixels(im)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        if alpha.min() < 255:
+            return np.where(alpha >= threshold, 255, 0).astype(np.uint8)
+        im = rgba.convert("RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im).astype(np.float64)
+        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        arr = arr / peak * 255.0
+        return np.where(arr >= threshold, 255, 0).astype(np.uint8)
+    grey = np.asarray(im.convert("L"))
+    return np.where(grey >= threshold, 255, 0).astype(np.uint8)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def add_png_metadata(png: bytes, *, icc: bytes | None, exif: bytes | None) -> bytes:
+    """Insert iCCP and eXIf chunks after IHDR without re-encoding the pixels."""
+    extra = b""
+    if icc:
+        extra += png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    if not extra:
+        return png
+    ihdr_end = 8 + 8 + 13 + 4
+    return png[:ihdr_end] + extra + png[ihdr_end:]
+
+
+def exif_without_orientation(im: Image.Image) -> bytes | None:
+    try:
+        exif = im.getexif()
+    except Exception:
+        return None
+    if not exif:
+        return None
+    exif.pop(ORIENTATION_TAG, None)
+    return exif.tobytes() if len(exif) else None

@@ -1,0 +1,65 @@
+"""Writing results: the output tree mirrors the input, and every file appears whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import OutputError
+
+
+def output_path(out_dir: Path, rel: str) -> Path:
+    """The absolute output path for ``rel``, refusing anything that would land outside ``out_dir``."""
+    root = out_dir.resolve()
+    target = (root / rel).resolve()
+    if target == root or root not in target.parents:
+        raise OutputError(f"output path {rel!r} would leave the output folder")
+    return target
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file beside the target, fsync, rename, fsync the folder: readers never see half a picture."""
+    tmp_name: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_output_dir(out_dir: Path, input_dir: Path | None) -> None:
+    """Refuse an output folder that is the input folder or inside it: outputs would become inputs."""
+    from .errors import ConfigError
+
+    if input_dir is None:
+        return
+    out, inp = out_dir.resolve(), input_dir.resolve()
+    if out == inp or inp in out.parents:
+        raise ConfigError(f"{out_dir}: the output folder must not be the input folder or inside it")

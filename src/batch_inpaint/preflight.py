@@ -1,0 +1,276 @@
+"""Preflight: turn a Pair into exactly what the API accepts, or say why it cannot be sent.
+
+Nothing the API would reject is ever sent: images become JPEG or PNG of at most 16,000,000 pixels and
+30,000,000 bytes, upright with no orientation tag; masks become strict 0/255 single-channel PNGs of the
+same size. Where nothing needs fixing the original bytes go out untouched, so the common case costs
+only a header parse, a quick scan of the image stream and one mask decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from . import imaging
+from .errors import InvalidInput
+from .pairing import Pair
+
+API_MAX_PIXELS = 16_000_000
+API_MAX_BYTES = 30_000_000
+PASSTHROUGH_MODES = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L", "LA", "P"}}
+MOSTLY_MASKED = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightOptions:
+    threshold: int = 128
+    dilate: str | None = None
+    resize_mask: bool = False
+    oversize: str = "downscale"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """How the sent picture maps back onto the original: a box of it, scaled to ``sent_size``."""
+
+    box: tuple[int, int, int, int]
+    sent_size: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    pair: Pair
+    image_bytes: bytes = field(repr=False)
+    image_type: str
+    mask_png: bytes = field(repr=False)
+    size: tuple[int, int]
+    original_size: tuple[int, int]
+    image_hash: str
+    mask_hash: str
+    placement: Placement | None = None
+    full_mask_png: bytes | None = field(default=None, repr=False)
+    icc: bytes | None = field(default=None, repr=False)
+    exif: bytes | None = field(default=None, repr=False)
+    fixes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    empty_mask: bool = False
+    mask_coverage: float = 0.0
+
+    @property
+    def content_key(self) -> str:
+        return f"{self.image_hash}:{self.mask_hash}"
+
+
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def read_file(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{what} cannot be read: {exc.strerror}") from None
+    if not data:
+        raise InvalidInput(f"{what} is an empty file")
+    return data
+
+
+def prepare(pair: Pair, options: PreflightOptions) -> Prepared:
+    """Check and fix one pair. Raises InvalidInput with a reason a person can act on."""
+    if pair.mask is None:
+        raise InvalidInput("no mask for this image")
+    image_data = read_file(pair.image, "image")
+    mask_data = read_file(pair.mask, "mask")
+    fixes: list[str] = []
+    warnings: list[str] = []
+    image = _open(image_data, "image")
+    upright_size = _upright_size(image)
+    mask_arr, mask_as_is = _mask_pixels(mask_data, upright_size, options, fixes)
+    coverage = float(np.count_nonzero(mask_arr)) / mask_arr.size
+    common = dict(
+        pair=pair,
+        original_size=upright_size,
+        image_hash=digest(image_data),
+        mask_hash=digest(mask_data),
+        icc=image.info.get("icc_profile") or None,
+        exif=imaging.exif_without_orientation(image),
+        mask_coverage=coverage,
+    )
+    if coverage == 0.0:
+        return Prepared(image_bytes=b"", image_type="", mask_png=b"", size=upright_size,
+                        empty_mask=True, fixes=tuple(fixes), **common)  # type: ignore[arg-type]
+    if coverage > MOSTLY_MASKED:
+        warnings.append(f"the mask covers {coverage:.0%} of the picture")
+    sent_image, image_type, placement, sent_mask = _image_for_api(image, image_data, mask_arr, options, fixes)
+    unchanged = mask_as_is and placement is None
+    mask_png = mask_data if unchanged else imaging.encode_png(Image.fromarray(sent_mask), compress_level=6)
+    return Prepared(
+        image_bytes=sent_image,
+        image_type=image_type,
+        mask_png=mask_png,
+        size=(sent_mask.shape[1], sent_mask.shape[0]),
+        placement=placement,
+        full_mask_png=imaging.encode_png(Image.fromarray(mask_arr)) if placement else None,
+        fixes=tuple(fixes),
+        warnings=tuple(warnings),
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def _open(data: bytes, what: str) -> Image.Image:
+    try:
+        return imaging.open_image(data)
+    except imaging.UnreadableImage as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    w, h = im.size
+    return (h, w) if imaging.orientation(im) in (5, 6, 7, 8) else (w, h)
+
+
+def _mask_pixels(
+    data: bytes, size: tuple[int, int], options: PreflightOptions, fixes: list[str]
+) -> tuple[np.ndarray, bool]:
+    """The mask as a strict 0/255 array of the image's upright size, and whether the file already was one."""
+    im = _open(data, "mask")
+    strict = im.format == "PNG" and im.mode == "L" and imaging.orientation(im) == 1
+    try:
+        im = imaging.upright(im)
+        if strict and any(im.histogram()[1:255]):
+            strict = False
+            fixes.append("mask grey values thresholded to black and white")
+        arr = imaging.mask_array(im, options.threshold)
+    except imaging.UnreadableImage as exc:
+        raise InvalidInput(f"mask: {exc}") from None
+    if not strict and not fixes:
+        fixes.append("mask converted to a black-and-white PNG")
+    h, w = arr.shape
+    if (w, h) != size:
+        if not options.resize_mask:
+            raise InvalidInput(f"mask is {w}x{h} but the image is {size[0]}x{size[1]} (see --resize-mask)")
+        arr = cv2.resize(arr, size, interpolation=cv2.INTER_NEAREST)
+        fixes.append(f"mask resized from {w}x{h}")
+        strict = False
+    radius = dilation_radius(options.dilate, arr)
+    if radius > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        arr = cv2.dilate(arr, kernel)
+        fixes.append(f"mask dilated by {radius}px")
+        strict = False
+    return arr, strict
+
+
+def dilation_radius(spec: str | None, mask: np.ndarray) -> int:
+    """'12' or '12px' grows by 12 pixels; '15%' by 15% of the masked area's size (half each side)."""
+    if not spec:
+        return 0
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(px|%)?\s*", spec)
+    if m is None:
+        raise ValueError(f"dilate must be pixels ('12') or a percentage ('15%'), not {spec!r}")
+    amount = float(m.group(1))
+    if m.group(2) != "%":
+        return int(round(amount))
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return 0
+    extent = max(int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+    return int(round(extent * amount / 100.0 / 2.0))
+
+
+def _image_for_api(
+    image: Image.Image, data: bytes, mask: np.ndarray, options: PreflightOptions, fixes: list[str]
+) -> tuple[bytes, str, Placement | None, np.ndarray]:
+    fmt = image.format or "?"
+    w, h = _upright_size(image)
+    oriented = imaging.orientation(image) != 1
+    passthrough = (
+        fmt in PASSTHROUGH_MODES
+        and image.mode in PASSTHROUGH_MODES[fmt]
+        and not oriented
+        and w * h <= API_MAX_PIXELS
+        and len(data) <= API_MAX_BYTES
+    )
+    if passthrough:
+        _check_stream(image, fmt)
+        return data, f"image/{fmt.lower()}", None, mask
+    try:
+        pixels = imaging.upright(image)
+    except imaging.UnreadableImage as exc:
+        raise InvalidInput(f"image: {exc}") from None
+    if oriented:
+        fixes.append("rotated upright from its EXIF orientation")
+    if fmt not in PASSTHROUGH_MODES:
+        fixes.append(f"converted from {fmt} to PNG")
+    pixels = _api_mode(pixels, fixes)
+    placement = None
+    if w * h > API_MAX_PIXELS:
+        pixels, mask, placement = _fit_pixels(pixels, mask, options, fixes)
+    as_jpeg = fmt == "JPEG"
+    encoded = imaging.encode_jpeg(pixels) if as_jpeg else imaging.encode_png(pixels)
+    if len(encoded) > API_MAX_BYTES and not as_jpeg:
+        encoded = imaging.encode_png(pixels, compress_level=9)
+        if len(encoded) > API_MAX_BYTES:
+            encoded, as_jpeg = imaging.encode_jpeg(pixels, quality=95), True
+        fixes.append(f"re-encoded as {'JPEG' if as_jpeg else 'optimised PNG'} to fit 30 MB")
+    if len(encoded) > API_MAX_BYTES:
+        raise InvalidInput(f"image is over {API_MAX_BYTES:,} bytes even re-encoded")
+    return encoded, "image/jpeg" if as_jpeg else "image/png", placement, mask
+
+
+def _check_stream(image: Image.Image, fmt: str) -> None:
+    """Catch truncated or corrupt files cheaply: a 1/8-scale JPEG decode, a PNG CRC walk."""
+    try:
+        if fmt == "JPEG":
+            image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+            imaging.load_pixels(image)
+        else:
+            image.verify()
+    except imaging.UnreadableImage as exc:
+        raise InvalidInput(f"image: {exc}") from None
+    except Exception as exc:
+        raise InvalidInput(f"image data is broken or truncated ({type(exc).__name__})") from None
+
+
+def _api_mode(im: Image.Image, fixes: list[str]) -> Image.Image:
+    if im.mode in ("RGB", "L", "RGBA"):
+        return im
+    has_alpha = im.mode in ("LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    fixes.append(f"converted {im.mode} pixels to {'RGBA' if has_alpha else 'RGB'}")
+    return im.convert("RGBA" if has_alpha else "RGB")
+
+
+def _fit_pixels(
+    pixels: Image.Image, mask: np.ndarray, options: PreflightOptions, fixes: list[str]
+) -> tuple[Image.Image, np.ndarray, Placement]:
+    w, h = pixels.size
+    if options.oversize == "fail":
+        raise InvalidInput(f"image is {w}x{h}, over {API_MAX_PIXELS:,} pixels (oversize = fail)")
+    box = (0, 0, w, h)
+    if options.oversize == "crop":
+        box = _crop_box(mask, w, h)
+        fixes.append(f"sent a {box[2] - box[0]}x{box[3] - box[1]} crop around the mask")
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    scale = min(1.0, math.sqrt(API_MAX_PIXELS / (bw * bh)))
+    sent = (max(1, int(bw * scale)), max(1, int(bh * scale)))
+    region = pixels.crop(box) if box != (0, 0, w, h) else pixels
+    region_mask = mask[box[1]:box[3], box[0]:box[2]]
+    if sent != (bw, bh):
+        region = region.resize(sent, Image.Resampling.LANCZOS)
+        region_mask = cv2.resize(region_mask, sent, interpolation=cv2.INTER_NEAREST)
+        fixes.append(f"downscaled {bw}x{bh} to {sent[0]}x{sent[1]} for the API, result blended back at full size")
+    return region, np.ascontiguousarray(region_mask), Placement(box, sent)
+
+
+def _crop_box(mask: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    margin = max(64, (x1 - x0 + y1 - y0) // 2)
+    return max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)
