@@ -1,0 +1,148 @@
+"""The Clipdrop cleanup API. httpx errors and HTTP statuses become batch-inpaint errors here, and only here."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import anyio
+import httpx
+from PIL import Image
+
+from .. import imaging
+from ..errors import (
+    BatchInpaintError,
+    BrokenResponse,
+    CreditsExhausted,
+    KeyRejected,
+    RateLimited,
+    Rejected,
+    ServerError,
+    TransportError,
+)
+from ..retrying import parse_retry_after
+from .base import InpaintRequest, InpaintResult
+
+USER_AGENT = "batch-inpaint/0.1"
+
+
+class ClipdropEngine:
+    name = "clipdrop"
+    paid = True
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        url: str,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 90.0,
+        write_timeout: float = 60.0,
+        deadline: float = 180.0,
+        ca_bundle: Path | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._key = api_key
+        self._url = url
+        self._deadline = deadline
+        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=write_timeout, pool=None)
+        verify: str | bool = str(ca_bundle) if ca_bundle else True  # never False: no way to turn TLS checks off
+        self._client = httpx.AsyncClient(
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+            headers={"x-api-key": api_key, "accept": "image/png", "user-agent": USER_AGENT},
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def inpaint(self, request: InpaintRequest) -> InpaintResult:
+        ext = "jpg" if request.image_type == "image/jpeg" else "png"
+        files = {
+            "image_file": (f"image.{ext}", request.image, request.image_type),
+            "mask_file": ("mask.png", request.mask_png, "image/png"),
+        }
+        data = {"mode": request.mode} if request.mode != "fast" else {}
+        try:
+            with anyio.fail_after(self._deadline):
+                response = await self._client.post(self._url, files=files, data=data)
+        except TimeoutError:
+            raise TransportError(f"no complete answer within the {self._deadline:g} s deadline") from None
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"timed out ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise TransportError(f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
+        return await self._result(response, request.size)
+
+    async def _result(self, response: httpx.Response, size: tuple[int, int]) -> InpaintResult:
+        status = response.status_code
+        if status != 200:
+            raise self._error(status, response)
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "image/png":
+            raise BrokenResponse(f"200 with content-type {content_type or 'none'}, not image/png")
+        body = response.content
+        got = imaging.png_size(body)
+        if got is None:
+            raise BrokenResponse("200 whose body is not a PNG")
+        if got != size:
+            raise BrokenResponse(f"result is {got[0]}x{got[1]}, expected {size[0]}x{size[1]}")
+        await anyio.to_thread.run_sync(_verify_png, body)
+        return InpaintResult(
+            body,
+            credits_consumed=_decimal(response.headers.get("x-credits-consumed")),
+            remaining_credits=_decimal(response.headers.get("x-remaining-credits")),
+        )
+
+    def _error(self, status: int, response: httpx.Response) -> BatchInpaintError:
+        message = self._scrub(_error_message(response))
+        if status == 429:
+            return RateLimited(parse_retry_after(response.headers.get("retry-after")), message)
+        if status in (401, 403):
+            return KeyRejected(status, message)
+        if status == 402:
+            return CreditsExhausted(f"out of credits (HTTP 402): {message}")
+        if status >= 500:
+            return ServerError(status, message)
+        if status in (400, 406, 413, 415, 422):
+            return Rejected(status, message)
+        if status == 408:
+            return ServerError(status, message)
+        return Rejected(status, message)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+
+def _verify_png(body: bytes) -> None:
+    try:
+        import io
+
+        Image.open(io.BytesIO(body)).verify()
+    except Exception as exc:
+        raise BrokenResponse(f"result PNG is corrupt or truncated ({type(exc).__name__})") from None
+
+
+def _error_message(response: httpx.Response) -> str:
+    text = response.text[:500]
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text.strip().splitlines()[0][:200] if text.strip() else response.reason_phrase
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        return payload["error"][:300]
+    return text[:200]
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None

@@ -1,0 +1,47 @@
+"""A test double for the Engine interface: scripted outcomes, recorded calls, no network."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from .. import imaging
+from .base import InpaintRequest, InpaintResult
+
+Outcome = BaseException | None
+
+
+class FakeEngine:
+    """Returns a grey PNG of the right size, or raises the next scripted exception.
+
+    ``script`` is consumed one entry per call (None means succeed); after it runs out every call succeeds.
+    """
+
+    name = "fake"
+
+    def __init__(self, script: Iterable[Outcome] = (), *, paid: bool = True,
+                 on_call: Callable[[InpaintRequest], None] | None = None) -> None:
+        self._script = list(script)
+        self.paid = paid
+        self.calls: list[InpaintRequest] = []
+        self.credits = Decimal(1000)
+        self._on_call = on_call
+
+    async def inpaint(self, request: InpaintRequest) -> InpaintResult:
+        self.calls.append(request)
+        if self._on_call is not None:
+            self._on_call(request)
+        if self._script:
+            outcome = self._script.pop(0)
+            if outcome is not None:
+                raise outcome
+        self.credits -= 1
+        w, h = request.size
+        png = imaging.encode_png(Image.fromarray(np.full((h, w, 3), 128, np.uint8)))
+        return InpaintResult(png, Decimal(1), self.credits)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,71 @@
+"""Offline inpainting with OpenCV (Telea or Navier-Stokes), off the event loop, on every core."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import cv2
+import numpy as np
+
+from ..errors import InvalidInput
+from .base import InpaintRequest, InpaintResult
+
+METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+
+
+def inpaint_pixels(image: np.ndarray, mask: np.ndarray, *, method: str = "telea", radius: int = 5) -> np.ndarray:
+    """Inpaint only the region around the mask: the same result as the whole picture, far cheaper."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return image
+    h, w = mask.shape
+    pad = 4 * radius + 8
+    x0, x1 = max(0, int(xs.min()) - pad), min(w, int(xs.max()) + 1 + pad)
+    y0, y1 = max(0, int(ys.min()) - pad), min(h, int(ys.max()) + 1 + pad)
+    out = image.copy()
+    region = np.ascontiguousarray(image[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = cv2.inpaint(region, np.ascontiguousarray(mask[y0:y1, x0:x1]), radius, METHODS[method])
+    return out
+
+
+def inpaint_png(image_bytes: bytes, mask_png: bytes, *, method: str = "telea", radius: int = 5) -> bytes:
+    """Decode, inpaint, encode a PNG. cv2 releases the GIL, so threads use every core."""
+    image = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imdecode(np.frombuffer(mask_png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if image is None or mask is None:
+        raise InvalidInput("local engine could not decode the prepared image or mask")
+    if image.dtype != np.uint8:
+        image = (image / 257).astype(np.uint8)
+    if image.shape[:2] != mask.shape:
+        raise InvalidInput("mask and image sizes differ")
+    alpha = None
+    if image.ndim == 3 and image.shape[2] == 4:
+        image, alpha = image[:, :, :3], image[:, :, 3]
+    result = inpaint_pixels(image, np.where(mask > 127, 255, 0).astype(np.uint8), method=method, radius=radius)
+    if alpha is not None:
+        result = np.dstack([result, alpha])
+    ok, encoded = cv2.imencode(".png", result, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise InvalidInput("local engine could not encode the result")
+    return encoded.tobytes()
+
+
+class LocalEngine:
+    name = "local"
+    paid = False
+
+    def __init__(self, *, method: str = "telea", radius: int = 5, threads: int | None = None) -> None:
+        self.method = method
+        self.radius = radius
+        self._limiter = anyio.CapacityLimiter(threads or os.cpu_count() or 2)
+
+    async def inpaint(self, request: InpaintRequest) -> InpaintResult:
+        png = await anyio.to_thread.run_sync(
+            lambda: inpaint_png(request.image, request.mask_png, method=self.method, radius=self.radius),
+            limiter=self._limiter,
+        )
+        return InpaintResult(png)
+
+    async def aclose(self) -> None:
+        return None
