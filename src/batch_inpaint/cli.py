@@ -1,0 +1,211 @@
+"""The command line: parse arguments, build settings, call the library, map errors to exit codes.
+
+Exit codes: 0 all done; 1 some items failed or were invalid; 2 usage or configuration error;
+3 the API rejected the key; 4 out of credits (or the --max-credits budget is spent); 5 another run
+holds the output folder; 130 interrupted (SIGINT); 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import anyio
+
+from . import __version__
+from .errors import BatchInpaintError, ConfigError
+from .manifest import ManifestError
+from .runlock import LockHeld
+from .settings import build_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_KEY, EXIT_CREDITS, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input_dir", nargs="?", type=Path, help="folder of photos (omit with --pairs)")
+    p.add_argument("--out", dest="out_dir", type=Path, help="output folder (mirrors the input tree)")
+    p.add_argument("--config", type=Path, help="TOML settings file (see configs/)")
+    g = p.add_argument_group("pairing")
+    g.add_argument("--masks", dest="masks_dir", type=Path, help="mirror folder of masks (same relative path and stem)")
+    g.add_argument("--mask", dest="mask_file", type=Path, help="one mask for every image (a fixed watermark)")
+    g.add_argument("--pairs", dest="pairs_file", type=Path, help="CSV or JSONL list: image, mask[, output]")
+    g.add_argument("--mask-suffix", help="sibling mask suffix (default _mask: x.jpg + x_mask.png)")
+    g.add_argument("--no-recursive", dest="recursive", action="store_const", const=False, help="only the top folder")
+    g.add_argument("--follow-symlinks", action="store_const", const=True, help="follow symbolic links")
+    g.add_argument("--include", action="append", help="glob of images to take (repeatable)")
+    g.add_argument("--exclude", action="append", help="glob of images to skip (repeatable)")
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", choices=("clipdrop", "local"), help="clipdrop (default) or local (offline, OpenCV)")
+    g.add_argument("--api-url", help="API endpoint (env CLIPDROP_API_URL)")
+    g.add_argument("--api-key-file", type=Path, help="file holding the API key (or env CLIPDROP_API_KEY)")
+    g.add_argument("--ca-bundle", type=Path, help="CA bundle for TLS verification (verification is always on)")
+    g.add_argument("--rate", type=float, help="requests per minute (default 60)")
+    g.add_argument("--concurrency", type=int, help="requests in flight (default: from the rate)")
+    g.add_argument("--mode", choices=("fast", "quality"), help="Clipdrop mode (default fast)")
+    g.add_argument("--local-method", choices=("telea", "ns"), help="local engine: Telea or Navier-Stokes")
+    g.add_argument("--max-attempts", type=int, help="attempts per item before it fails (default 8)")
+    g = p.add_argument_group("manifest and credits")
+    g.add_argument("--manifest", type=Path, help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3)")
+    g.add_argument("--retry-failed", action="store_const", const=True, help="send items that failed before again")
+    g.add_argument("--force", action="store_const", const=True, help="redo every item")
+    g.add_argument("--max-credits", type=float, help="spend at most this many credits in this run")
+    g = p.add_argument_group("preflight and output")
+    g.add_argument("--threshold", dest="mask_threshold", type=int, help="mask grey level counted as white (default 128)")
+    g.add_argument("--dilate", help="grow masks: pixels ('12') or percent of the object ('15%%')")
+    g.add_argument("--resize-mask", action="store_const", const=True, help="resize masks of another size (nearest)")
+    g.add_argument("--oversize", choices=("downscale", "crop", "fail"), help="over 16 MP: downscale (default), crop, fail")
+    g.add_argument("--copy-empty", action="store_const", const=True, help="copy the original when its mask is empty")
+    g.add_argument("--output-format", choices=("png", "jpg", "webp"), help="output format (default png)")
+    g.add_argument("--quality", type=int, help="JPEG/WebP quality (default 92)")
+    g.add_argument("--dry-run", action="store_const", const=True, help="plan only: walk and preflight, no request")
+    g.add_argument("--progress", choices=("auto", "bar", "lines", "none"), help="progress display (default auto)")
+
+
+_SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
+                  "follow_symlinks", "include", "exclude", "engine", "api_url", "api_key_file", "ca_bundle", "rate",
+                  "concurrency", "mode", "local_method", "max_attempts", "manifest", "retry_failed", "force",
+                  "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
+                  "output_format", "quality", "dry_run", "progress")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    values = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
+    for name in ("include", "exclude"):
+        if values[name] is not None:
+            values[name] = tuple(values[name])
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-inpaint", description="Remove objects from folders of photos.")
+    parser.add_argument("--version", action="version", version=f"batch-inpaint {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _run_options(sub.add_parser("run", help="inpaint every image that has a mask"))
+    _run_options(sub.add_parser("plan", help="walk and preflight only: what a run would do and cost"))
+    p = sub.add_parser("status", help="counts, credits and failures of an output folder")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--manifest", type=Path)
+    p = sub.add_parser("export", help="one row per item, for dataset pipelines")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument("--manifest", type=Path)
+    p.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
+    from .emulator.cli import add_emulator_parser
+
+    add_emulator_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command in ("run", "plan"):
+            settings = build_settings(_flags(args), config_file=args.config)
+            if args.command == "plan" or settings.dry_run:
+                from .planning import print_plan
+
+                return print_plan(settings)
+            return _run(settings)
+        if args.command in ("status", "export"):
+            return _report(args)
+        from .emulator.cli import run_emulator
+
+        return run_emulator(args)
+    except ConfigError as exc:
+        print(f"batch-inpaint: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LockHeld as exc:
+        print(f"batch-inpaint: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except ManifestError as exc:
+        print(f"batch-inpaint: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(settings: Any) -> int:
+    from . import progress
+    from .pipeline import Batch
+    from .reports import summary
+    from .runner import run_batch
+
+    holder: list[Batch] = []
+
+    async def watch_signals(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if not holder:
+                    scope.cancel()
+                    return
+                batch = holder[0]
+                code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+                if batch.stopping and batch.signal_exit is not None:
+                    print("batch-inpaint: stopping now", file=sys.stderr, flush=True)
+                    batch.request_stop(exit_code=code, hard=True)
+                else:
+                    print("batch-inpaint: stopping: no new requests; send the signal again to stop at once",
+                          file=sys.stderr, flush=True)
+                    batch.request_stop(exit_code=code)
+                    tg.start_soon(batch.stop_after_grace)
+
+    async def main_task() -> int:
+        nonlocal tg
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals, tg.cancel_scope)
+            batch = await run_batch(settings, observer=progress.choose(settings.progress),
+                                    on_start=holder.append)
+            tg.cancel_scope.cancel()
+        stop = str(batch.stop_error) if batch.stop_error else None
+        if batch.signal_exit is not None:
+            stop = "interrupted; run the same command again to continue"
+        print(summary(batch.stats, batch.exit_code, stop), file=sys.stderr, flush=True)
+        return batch.exit_code
+
+    tg: Any = None
+    try:
+        return anyio.run(main_task)
+    except BaseExceptionGroup as group:  # noqa: F821 - Python 3.11+
+        first = _first_error(group)
+        if first is not None:
+            raise first from None
+        raise
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException | None:  # noqa: F821
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):  # noqa: F821
+            inner = _first_error(exc)
+            if inner is not None:
+                return inner
+        elif isinstance(exc, BatchInpaintError | ManifestError):
+            return exc
+    return None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .reports import export, open_existing, status_report
+    from .runner import tool_dir
+
+    path = args.manifest or tool_dir(args.out_dir) / "manifest.sqlite3"
+    try:
+        manifest = open_existing(path)
+    except FileNotFoundError:
+        print(f"batch-inpaint: error: no manifest at {path} (has a run used this output folder?)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "status":
+            print(status_report(manifest))
+            return EXIT_OK
+        if args.output:
+            with args.output.open("w", encoding="utf-8", newline="") as fh:
+                count = export(manifest, args.format, fh)
+        else:
+            count = export(manifest, args.format, sys.stdout)
+        print(f"batch-inpaint: exported {count} items", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        manifest.close()

@@ -1,0 +1,61 @@
+"""Progress for people: a live bar on a terminal, plain periodic lines in logs and cron mail."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+import anyio
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .stats import RunStats
+
+
+def _line(stats: RunStats) -> str:
+    elapsed = max(1e-6, time.monotonic() - stats.started)
+    per_min = stats.requests / elapsed * 60
+    total = f"/{stats.seen - stats.already_done - stats.kept_failed}" if stats.walk_finished else ""
+    credits = f", credits left {stats.remaining_credits}" if stats.remaining_credits is not None else ""
+    return (f"{stats.done + stats.copied}{total} done, {stats.failed + stats.invalid} failed, "
+            f"{stats.already_done} already done, {stats.requests} requests ({per_min:.1f}/min){credits}")
+
+
+class PlainProgress:
+    """A line every ``every`` seconds on ``stream`` (stderr): readable in a log file."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every: float = 10.0) -> None:
+        self.stream = stream
+        self.every = every
+
+    async def watch(self, stats: RunStats) -> None:
+        while True:
+            await anyio.sleep(self.every)
+            print(f"batch-inpaint: {_line(stats)}", file=self.stream, flush=True)
+
+
+class BarProgress:
+    """A rich progress bar: done out of due (growing while the walk goes on), rate, ETA, credits left."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.console = Console(file=stream)
+
+    async def watch(self, stats: RunStats) -> None:
+        columns = (TextColumn("[bold]inpainting"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeRemainingColumn(), TextColumn("{task.fields[detail]}"))
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task("items", total=None, detail="")
+            while True:
+                finished = stats.finished - stats.no_mask
+                bar.update(task, completed=finished, total=stats.due if stats.walk_finished else None,
+                           detail=_line(stats))
+                await anyio.sleep(0.25)
+
+
+def choose(mode: str, stream: TextIO = sys.stderr) -> PlainProgress | BarProgress | None:
+    if mode == "none":
+        return None
+    if mode == "bar" or (mode == "auto" and stream.isatty()):
+        return BarProgress(stream)
+    return PlainProgress(stream)

@@ -1,0 +1,74 @@
+"""Live counters of a run, read by the progress display and turned into the summary and exit code."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+MAX_LISTED = 1000
+
+
+@dataclass
+class RunStats:
+    started: float = field(default_factory=time.monotonic)
+    walk_finished: bool = False
+    seen: int = 0
+    due: int = 0
+    already_done: int = 0
+    done: int = 0
+    copied: int = 0
+    failed: int = 0
+    invalid: int = 0
+    kept_failed: int = 0
+    no_mask: int = 0
+    empty_mask: int = 0
+    orphan_masks: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    possibly_charged: int = 0
+    resent_after_crash: int = 0
+    credits_used: Decimal = Decimal(0)
+    remaining_credits: Decimal | None = None
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    fixes: dict[str, int] = field(default_factory=dict)
+
+    def problem(self, key: str, status: str, reason: str) -> None:
+        if status == "failed":
+            self.failed += 1
+        else:
+            self.invalid += 1
+        if len(self.problems) < MAX_LISTED:
+            self.problems.append((key, status, reason))
+
+    def note(self, key: str, text: str) -> None:
+        if len(self.notes) < MAX_LISTED:
+            self.notes.append((key, text))
+
+    def orphan(self, path: str) -> None:
+        self.orphan_masks += 1
+        if len(self.orphans) < MAX_LISTED:
+            self.orphans.append(path)
+
+    def fixed(self, fixes: tuple[str, ...]) -> None:
+        for fix in fixes:
+            kind = fix.split(" from ")[0].split(" by ")[0]
+            self.fixes[kind] = self.fixes.get(kind, 0) + 1
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.copied + self.failed + self.invalid + self.no_mask + self.empty_mask
+
+    @property
+    def unfinished_items(self) -> int:
+        """Items that are not done: this run's failures and earlier ones it did not retry."""
+        return self.failed + self.invalid + self.kept_failed
+
+    def counts(self) -> dict[str, int]:
+        names = ("seen", "already_done", "done", "copied", "failed", "invalid", "kept_failed", "no_mask",
+                 "empty_mask", "orphan_masks", "requests", "retries", "rate_limited", "possibly_charged",
+                 "resent_after_crash")
+        return {name: int(getattr(self, name)) for name in names}
