@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import anyio
+import anyio.abc
 
 from . import __version__
 from .errors import BatchInpaintError, ConfigError
@@ -75,8 +76,9 @@ _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file"
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     values = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
     for name in ("include", "exclude"):
-        if values[name] is not None:
-            values[name] = tuple(values[name])
+        patterns: list[str] | None = values[name]
+        if patterns is not None:
+            values[name] = tuple(patterns)
     return values
 
 
@@ -128,56 +130,59 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Any) -> int:
+    """Run a batch with signal handling: first SIGINT/SIGTERM stops gently, a second stops at once."""
     from . import progress
     from .pipeline import Batch
     from .reports import summary
     from .runner import run_batch
 
-    holder: list[Batch] = []
+    started: list[Batch] = []
+    early_signal: list[int] = []
 
-    async def watch_signals(scope: anyio.CancelScope) -> None:
+    async def watch_signals(tg: anyio.abc.TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                if not holder:
-                    scope.cancel()
-                    return
-                batch = holder[0]
                 code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+                if not started:  # still checking inputs: nothing sent, nothing to flush
+                    early_signal.append(code)
+                    tg.cancel_scope.cancel()
+                    return
+                batch = started[0]
                 if batch.stopping and batch.signal_exit is not None:
                     print("batch-inpaint: stopping now", file=sys.stderr, flush=True)
                     batch.request_stop(exit_code=code, hard=True)
-                else:
-                    print("batch-inpaint: stopping: no new requests; send the signal again to stop at once",
-                          file=sys.stderr, flush=True)
-                    batch.request_stop(exit_code=code)
-                    tg.start_soon(batch.stop_after_grace)
+                    continue
+                print("batch-inpaint: stopping: no new requests; send the signal again to stop at once",
+                      file=sys.stderr, flush=True)
+                batch.request_stop(exit_code=code)
+                tg.start_soon(batch.stop_after_grace)
 
     async def main_task() -> int:
-        nonlocal tg
+        batch: Batch | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_signals, tg.cancel_scope)
-            batch = await run_batch(settings, observer=progress.choose(settings.progress),
-                                    on_start=holder.append)
+            tg.start_soon(watch_signals, tg)
+            batch = await run_batch(settings, observer=progress.choose(settings.progress), on_start=started.append)
             tg.cancel_scope.cancel()
+        if batch is None:
+            return early_signal[0] if early_signal else EXIT_SIGINT
         stop = str(batch.stop_error) if batch.stop_error else None
         if batch.signal_exit is not None:
             stop = "interrupted; run the same command again to continue"
         print(summary(batch.stats, batch.exit_code, stop), file=sys.stderr, flush=True)
         return batch.exit_code
 
-    tg: Any = None
     try:
         return anyio.run(main_task)
-    except BaseExceptionGroup as group:  # noqa: F821 - Python 3.11+
+    except BaseExceptionGroup as group:
         first = _first_error(group)
         if first is not None:
             raise first from None
         raise
 
 
-def _first_error(group: BaseExceptionGroup) -> BaseException | None:  # noqa: F821
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):  # noqa: F821
+        if isinstance(exc, BaseExceptionGroup):
             inner = _first_error(exc)
             if inner is not None:
                 return inner

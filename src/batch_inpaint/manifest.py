@@ -61,7 +61,7 @@ class ItemRow:
     output_size: int | None
 
 
-_ROW_COLUMNS = ", ".join(ItemRow.__slots__)  # type: ignore[attr-defined]
+_ROW_COLUMNS = ", ".join(ItemRow.__slots__)
 
 
 class ManifestError(Exception):

@@ -206,7 +206,9 @@ def read_pairs_file(path: Path) -> Iterator[Pair]:
             raise ConfigError(f"{path}: line {line_no}: no image")
         image = base / image_s
         mask = base / mask_s if mask_s else None
-        problem = None
+        problem: str | None = None
+        image_sig: FileSig | None
+        mask_sig: FileSig | None
         output_base = _safe_output_base(out_s or image_s, from_output=bool(out_s))
         if output_base is None:
             problem = f"output path {out_s!r} would leave the output folder ({where})"

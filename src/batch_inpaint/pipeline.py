@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream as ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectSendStream as ObjectSendStream
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from . import compose
@@ -86,7 +87,11 @@ class Batch:
         self.engine = engine
         self.manifest = manifest
         self.clock = clock or MonotonicClock()
-        self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts, max_seconds=settings.max_item_seconds)
+        self.policy = policy or RetryPolicy(
+            max_attempts=settings.max_attempts, max_seconds=settings.max_item_seconds,
+            base=settings.backoff_base, cap=settings.backoff_cap,
+            rate_limit_pause=max(settings.backoff_base, 60.0 / settings.rate) * 5,
+        )
         self.observer = observer
         self.pacer = Pacer(settings.rate, clock=self.clock) if engine.paid else None
         self.stats = RunStats()

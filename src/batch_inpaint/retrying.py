@@ -53,9 +53,9 @@ class RetryPolicy:
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Full jitter: a uniform draw in [0, min(cap, base * 2**(attempt-1))]."""
         ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
-        return rand() * ceiling
+        return float(rand() * ceiling)
 
     def pause_after_429(self, exc: RateLimited, attempt: int) -> float:
         if exc.retry_after is not None:
             return exc.retry_after
-        return min(self.cap, self.rate_limit_pause * (2 ** max(0, attempt - 1)))
+        return float(min(self.cap, self.rate_limit_pause * (2 ** max(0, attempt - 1))))

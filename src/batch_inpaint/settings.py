@@ -50,6 +50,8 @@ class Settings:
     request_deadline: float = 180.0
     max_attempts: int = 8
     max_item_seconds: float = 900.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
     manifest: Path | None = None
     retry_failed: bool = False
     force: bool = False
@@ -189,7 +191,12 @@ def build_settings(
     if config_file is not None:
         merged.update(load_config_file(config_file))
     merged.update(from_environment(os.environ if env is None else env))
-    merged.update({k: v for k, v in flags.items() if v is not None})
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in _FIELD_TYPES:
+            raise ConfigError(f"unknown setting '{name}'")
+        merged[name] = Path(value).expanduser() if name in _PATH_FIELDS and isinstance(value, str) else value
     settings = Settings(**merged)
     validate(settings)
     return settings
@@ -210,6 +217,8 @@ def validate(s: Settings) -> None:
     check(1 <= s.quality <= 100, "quality must be between 1 and 100")
     check(0 < s.mask_threshold < 256, "mask threshold must be between 1 and 255")
     check(s.max_attempts >= 1, "max attempts must be at least 1")
+    check(s.backoff_base >= 0 and s.backoff_cap >= 0, "backoff times cannot be negative")
+    check(s.request_deadline > 0 and s.read_timeout > 0, "timeouts must be positive")
     check(s.max_credits is None or s.max_credits >= 0, "max credits cannot be negative")
     check(s.api_url.startswith(("https://", "http://")), "api url must start with https:// or http://")
 

@@ -16,6 +16,7 @@ import anyio
 import numpy as np
 from PIL import Image, ImageOps
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,6 +34,8 @@ MAX_BYTES = 30_000_000
 class EmulatorConfig:
     keys: dict[str, float] = field(default_factory=lambda: {"test-key": 1000.0})
     rate_per_minute: float = 60.0
+    #: The window's length: tests shrink it (10 per 6 s is 100 per minute) to check windows quickly.
+    window_seconds: float = 60.0
     window: str = "sliding"
     retry_after: bool = True
     faults: dict[str, float] = field(default_factory=dict)
@@ -81,7 +84,7 @@ class EmulatorState:
         self.config = config
         self.credits = dict(config.keys)
         self.key_ids = {key: f"key{i + 1}" for i, key in enumerate(config.keys)}
-        self.windows = {key: Window(config.window, config.rate_per_minute) for key in config.keys}
+        self.windows = {key: Window(config.window, config.rate_per_minute * config.window_seconds / 60.0, config.window_seconds) for key in config.keys}
         self.random = random.Random(config.seed)
         self.log = RequestLog(config.log_path)
         self.abort = abort
@@ -103,6 +106,15 @@ class EmulatorState:
             return mean
         mu = math.log(mean) - spread * spread / 2.0
         return self.random.lognormvariate(mu, spread)
+
+
+async def _hang(request: Request, seconds: float) -> bool:
+    """Hold the answer back; False as soon as the client gives up (so the log shows the hang at once)."""
+    with anyio.move_on_after(seconds):
+        while not await request.is_disconnected():
+            await anyio.sleep(0.05)
+        return False
+    return True
 
 
 def _error(status: int, message: str, **headers: str) -> Response:
@@ -226,8 +238,8 @@ def create_app(config: EmulatorConfig, abort: Callable[[Scope], None] | None = N
             raise Reject(406, "Accept header must allow image/png")
         form = await request.form(max_part_size=MAX_BYTES + 1024)
         image_file, mask_file = form.get("image_file"), form.get("mask_file")
-        image = await image_file.read() if hasattr(image_file, "read") else b""
-        mask = await mask_file.read() if hasattr(mask_file, "read") else b""
+        image = await image_file.read() if isinstance(image_file, UploadFile) else b""
+        mask = await mask_file.read() if isinstance(mask_file, UploadFile) else b""
         entry["bytes"] = len(image) + len(mask)
         mode = form.get("mode", "fast")
         if mode not in ("fast", "quality"):
@@ -236,8 +248,9 @@ def create_app(config: EmulatorConfig, abort: Callable[[Scope], None] | None = N
         _check_mask(mask, im.size, config.grey_masks)
         if state.credits[key] < 1:
             raise Reject(402, "Not enough credits")
-        if fault == "hang":
-            await anyio.sleep(config.hang_seconds)
+        if fault == "hang" and not await _hang(request, config.hang_seconds):
+            entry["client_gave_up"] = True
+            return Response(status_code=499)
         await anyio.sleep(state.latency() * (2.0 if mode == "quality" else 1.0))
         png = await anyio.to_thread.run_sync(_result_png, image, mask, config, limiter=limiter)
         state.credits[key] -= 1

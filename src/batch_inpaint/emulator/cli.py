@@ -18,6 +18,8 @@ def add_emulator_parser(sub: Any) -> None:
     p.add_argument("--key", action="append", metavar="KEY=CREDITS",
                    help="an accepted key and its credits (repeatable; default test-key=1000)")
     p.add_argument("--rate", type=float, default=60.0, help="requests per minute per key (default 60)")
+    p.add_argument("--window-seconds", type=float, default=60.0,
+                   help="window length; the limit scales with it (default 60)")
     p.add_argument("--window", choices=("sliding", "fixed", "bucket"), default="sliding",
                    help="rate-limit window kind (default sliding, counting rejected requests)")
     p.add_argument("--no-retry-after", dest="retry_after", action="store_false", help="send 429s without Retry-After")
@@ -52,6 +54,7 @@ def run_emulator(args: argparse.Namespace) -> int:
     try:
         config = EmulatorConfig(
             keys=_pairs(args.key, "key") or {"test-key": 1000.0}, rate_per_minute=args.rate, window=args.window,
+            window_seconds=args.window_seconds,
             retry_after=args.retry_after, faults=_pairs(args.fault, "fault"), latency_mean=args.latency_mean,
             latency_spread=args.latency_spread, hang_seconds=args.hang_seconds, seed=args.seed, log_path=args.log,
             exif=args.exif, grey_masks=args.grey_masks, work=args.work,

@@ -18,7 +18,7 @@ _connections: dict[tuple[str, int], Any] = {}
 class _TrackedH11(H11Protocol):
     """H11 that remembers each connection's transport by peer address, so the app can abort it."""
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         if peer:

@@ -134,7 +134,7 @@ def _error_message(response: httpx.Response) -> str:
     except ValueError:
         return text.strip().splitlines()[0][:200] if text.strip() else response.reason_phrase
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return payload["error"][:300]
+        return str(payload["error"])[:300]
     return text[:200]
 
 

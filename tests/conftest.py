@@ -1,0 +1,111 @@
+"""Shared fixtures: the emulator as a real subprocess on 127.0.0.1, sample trees, the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from batch_inpaint.synthetic import write_tree
+
+CANARY_KEY = "sk-canary-0d9f1e2c3b4a5968"
+
+
+@dataclass
+class Emulator:
+    url: str
+    log: Path
+    process: subprocess.Popen[str]
+
+    def entries(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def charged(self) -> int:
+        return sum(1 for e in self.entries() if e.get("charged"))
+
+    def busiest_minute(self) -> int:
+        times = sorted(e["t"] for e in self.entries() if e.get("key"))
+        best, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= 60.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator["EmulatorFactory"]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, key: str = "test-key", credits: int = 100000) -> Emulator:
+        log = tmp_path / f"emulator-{len(started)}.jsonl"
+        cmd = [sys.executable, "-m", "batch_inpaint", "emulator", "--port", "0", "--log", str(log),
+               "--key", f"{key}={credits}", *args]
+        errors = tmp_path / f"emulator-{len(started)}.stderr"
+        with errors.open("w") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        started.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            proc.kill()
+            raise RuntimeError(f"emulator did not start: {line} {errors.read_text()}")
+        return Emulator(line.rsplit(" ", 1)[1].strip(), log, proc)
+
+    yield start  # type: ignore[misc]
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+EmulatorFactory = object
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """Eight 320x240 pairs, three in a subfolder, masks mirrored under masks/."""
+    names = ["a", "b", "c", "d", "e", "sub/f", "sub/g", "sub/deeper/h"]
+    write_tree(tmp_path / "data", names, size=(320, 240), seed=11)
+    return tmp_path / "data"
+
+
+def cli_env(key: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPDROP_", "BATCH_INPAINT_"))}
+    if key is not None:
+        env["CLIPDROP_API_KEY"] = key
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, key: str | None = None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "batch_inpaint", *args], capture_output=True, text=True,
+                          timeout=timeout, env=cli_env(key, **env))
+
+
+def start_cli(*args: str, key: str | None = None, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "batch_inpaint", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(key, **env))
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

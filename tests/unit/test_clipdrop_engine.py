@@ -1,0 +1,151 @@
+"""The one place where httpx and HTTP statuses become batch-inpaint errors: every case is mapped."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Callable
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from batch_inpaint import imaging
+from batch_inpaint.engines.base import InpaintRequest
+from batch_inpaint.engines.clipdrop import ClipdropEngine
+from batch_inpaint.errors import (
+    BrokenResponse,
+    CreditsExhausted,
+    KeyRejected,
+    RateLimited,
+    Rejected,
+    ServerError,
+    TransportError,
+)
+
+KEY = "sk-secret-key-123"
+URL = "https://api.example.test/cleanup/v1"
+
+
+def png(w: int = 8, h: int = 6) -> bytes:
+    return imaging.encode_png(Image.fromarray(np.zeros((h, w, 3), np.uint8)))
+
+
+REQUEST = InpaintRequest(png(), "image/png", png(), (8, 6))
+
+
+def engine_for(handler: Callable[[httpx.Request], httpx.Response]) -> ClipdropEngine:
+    return ClipdropEngine(KEY, url=URL, transport=httpx.MockTransport(handler))
+
+
+async def call(handler: Callable[[httpx.Request], httpx.Response]):  # type: ignore[no-untyped-def]
+    engine = engine_for(handler)
+    try:
+        return await engine.inpaint(REQUEST)
+    finally:
+        await engine.aclose()
+
+
+def error(status: int, message: str = "boom", **headers: str) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(status, json={"error": message}, headers=headers)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "status, kind",
+    [(400, Rejected), (406, Rejected), (413, Rejected), (415, Rejected), (422, Rejected), (404, Rejected),
+     (401, KeyRejected), (403, KeyRejected), (402, CreditsExhausted), (429, RateLimited),
+     (408, ServerError), (500, ServerError), (502, ServerError), (503, ServerError), (504, ServerError)],
+)
+async def test_status_mapping(status: int, kind: type[Exception]) -> None:
+    with pytest.raises(kind) as info:
+        await call(error(status, "the server's words"))
+    assert "the server's words" in str(info.value)
+    assert getattr(info.value, "status", None) in (status, None)
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_read() -> None:
+    with pytest.raises(RateLimited) as info:
+        await call(error(429, **{"Retry-After": "7"}))
+    assert info.value.retry_after == 7.0
+    with pytest.raises(RateLimited) as info:
+        await call(error(429))
+    assert info.value.retry_after is None
+
+
+@pytest.mark.asyncio
+async def test_html_error_body_from_a_proxy() -> None:
+    with pytest.raises(ServerError, match="502"):
+        await call(lambda r: httpx.Response(502, text="<html><h1>502 Bad Gateway</h1></html>"))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "exc",
+    [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"), httpx.ReadTimeout("slow"),
+     httpx.WriteTimeout("slow"), httpx.PoolTimeout("slow"), httpx.ReadError("reset"), httpx.WriteError("pipe"),
+     httpx.RemoteProtocolError("peer closed connection without sending complete message body")],
+)
+async def test_transport_errors(exc: Exception) -> None:
+    def raise_it(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    with pytest.raises(TransportError):
+        await call(raise_it)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "response, reason",
+    [
+        (httpx.Response(200, content=b'{"ok": 1}', headers={"content-type": "application/json"}), "content-type"),
+        (httpx.Response(200, content=b"GIF89a...", headers={"content-type": "image/png"}), "not a PNG"),
+        (httpx.Response(200, content=png(4, 4), headers={"content-type": "image/png"}), "expected 8x6"),
+        (httpx.Response(200, content=png()[:-20], headers={"content-type": "image/png"}), "corrupt or truncated"),
+    ],
+)
+async def test_broken_success_is_retryable(response: httpx.Response, reason: str) -> None:
+    with pytest.raises(BrokenResponse, match=reason):
+        await call(lambda r: response)
+
+
+@pytest.mark.asyncio
+async def test_corrupt_png_bytes() -> None:
+    body = bytearray(png(64, 48))
+    body[40] ^= 0xFF
+    with pytest.raises(BrokenResponse):
+        await call(lambda r: httpx.Response(200, content=bytes(body), headers={"content-type": "image/png"}))
+
+
+@pytest.mark.asyncio
+async def test_success_sends_key_accept_and_multipart_and_reads_credits() -> None:
+    seen: list[httpx.Request] = []
+
+    def ok(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=png(), headers={"content-type": "image/png",
+                              "x-remaining-credits": "41", "x-credits-consumed": "0.5"})
+
+    result = await call(ok)
+    assert result.png == png()
+    assert result.credits_consumed == Decimal("0.5")
+    assert result.remaining_credits == Decimal(41)
+    request = seen[0]
+    assert request.headers["x-api-key"] == KEY
+    assert request.headers["accept"] == "image/png"
+    body = request.read()
+    assert b'name="image_file"' in body and b'name="mask_file"' in body
+
+
+@pytest.mark.asyncio
+async def test_key_echoed_by_the_server_never_reaches_the_message() -> None:
+    with pytest.raises(KeyRejected) as info:
+        await call(error(403, f"key {KEY} is revoked"))
+    assert KEY not in str(info.value)
+    assert "***" in str(info.value)
+
+
+def test_engine_repr_and_errors_hold_no_key() -> None:
+    engine = ClipdropEngine(KEY, url=URL)
+    assert KEY not in repr(engine)

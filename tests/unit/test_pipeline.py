@@ -1,0 +1,179 @@
+"""The batch with the shipped FakeEngine on a fake clock: retries, pauses, stops and budgets, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from batch_inpaint.clock import FakeClock
+from batch_inpaint.engines.base import InpaintRequest
+from batch_inpaint.engines.fake import FakeEngine
+from batch_inpaint.errors import (
+    CreditsExhausted,
+    KeyRejected,
+    RateLimited,
+    Rejected,
+    ServerError,
+    TransportError,
+)
+from batch_inpaint.manifest import Manifest
+from batch_inpaint.pipeline import Batch
+from batch_inpaint.retrying import RetryPolicy
+from batch_inpaint.settings import Settings
+from batch_inpaint.synthetic import write_tree
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    write_tree(tmp_path / "in", [f"p{i}" for i in range(6)], size=(64, 48))
+    return tmp_path
+
+
+async def run(tree: Path, engine: FakeEngine, *, clock: FakeClock | None = None,
+              before: Callable[[Batch], None] | None = None, **changes: object) -> Batch:
+    settings = Settings(input_dir=tree / "in" / "photos", masks_dir=tree / "in" / "masks", out_dir=tree / "out",
+                        rate=60, concurrency=changes.pop("concurrency", 2), **changes)  # type: ignore[arg-type]
+    manifest = Manifest(tree / "out" / ".batch-inpaint" / "manifest.sqlite3")
+    batch = Batch(settings, engine=engine, manifest=manifest, clock=clock or FakeClock(),
+                  policy=RetryPolicy(max_attempts=4, max_seconds=600))
+    if before is not None:
+        before(batch)
+    try:
+        await batch.run()
+    finally:
+        manifest.close()
+    return batch
+
+
+def statuses(tree: Path) -> dict[str, str]:
+    manifest = Manifest(tree / "out" / ".batch-inpaint" / "manifest.sqlite3")
+    try:
+        return {row["key"]: row["status"] for row in manifest.items()}
+    finally:
+        manifest.close()
+
+
+@pytest.mark.asyncio
+async def test_server_errors_are_retried_with_backoff(tree: Path) -> None:
+    clock = FakeClock()
+    engine = FakeEngine([ServerError(503, "busy"), ServerError(500, "oops")])
+    batch = await run(tree, engine, clock=clock)
+    assert batch.exit_code == 0
+    assert batch.stats.done == 6 and batch.stats.retries == 2
+    assert len(engine.calls) == 8
+    assert set(statuses(tree).values()) == {"done"}
+    assert len(list((tree / "out").glob("*.png"))) == 6
+
+
+def record_releases(clock: FakeClock, releases: list[tuple[float, bool]], limited: list[float]) -> Callable[[Batch], None]:
+    """Wrap the batch's pacer: note when each send slot is released and whether a 429 had come back before."""
+
+    def install(batch: Batch) -> None:
+        assert batch.pacer is not None
+        acquire = batch.pacer.acquire
+
+        async def recording() -> None:
+            await acquire()
+            releases.append((clock.now(), bool(limited)))
+
+        batch.pacer.acquire = recording  # type: ignore[method-assign]
+
+    return install
+
+
+@pytest.mark.asyncio
+async def test_a_429_pauses_every_worker(tree: Path) -> None:
+    clock = FakeClock()
+    limited: list[float] = []
+    releases: list[tuple[float, bool]] = []
+
+    def on_call(request: InpaintRequest) -> None:
+        if len(engine.calls) == 2:
+            limited.append(clock.now())
+
+    engine = FakeEngine([None, RateLimited(None)], on_call=on_call)
+    batch = await run(tree, engine, clock=clock, concurrency=4, before=record_releases(clock, releases, limited))
+    assert batch.stats.rate_limited == 1 and batch.stats.done == 6
+    after_429 = [t for t, seen in releases if seen]
+    assert after_429  # at least the retry of the limited item went after the 429
+    # no worker was let through until the pause (5 s without Retry-After) was over
+    assert min(after_429) >= limited[0] + 5.0
+
+
+@pytest.mark.asyncio
+async def test_retry_after_sets_the_pause(tree: Path) -> None:
+    clock = FakeClock()
+    limited: list[float] = []
+    releases: list[tuple[float, bool]] = []
+    engine = FakeEngine([RateLimited(30.0)], on_call=lambda r: limited.append(clock.now()) if not limited else None)
+    await run(tree, engine, clock=clock, concurrency=3, before=record_releases(clock, releases, limited))
+    assert min(t for t, seen in releases if seen) >= limited[0] + 30.0
+
+
+@pytest.mark.asyncio
+async def test_a_rejected_key_stops_the_run_without_more_requests(tree: Path) -> None:
+    engine = FakeEngine([KeyRejected(403, "invalid api key")])
+    batch = await run(tree, engine, concurrency=1)
+    assert batch.exit_code == 3
+    assert len(engine.calls) == 1
+    assert "done" not in statuses(tree).values()
+    assert "in_flight" not in statuses(tree).values()
+
+
+@pytest.mark.asyncio
+async def test_out_of_credits_stops_with_exit_4(tree: Path) -> None:
+    engine = FakeEngine([None, None, CreditsExhausted("Not enough credits")])
+    batch = await run(tree, engine, concurrency=1)
+    assert batch.exit_code == 4
+    assert len(engine.calls) == 3 and batch.stats.done == 2
+
+
+@pytest.mark.asyncio
+async def test_a_rejected_item_fails_alone(tree: Path) -> None:
+    engine = FakeEngine([Rejected(400, "mask resolution differs")])
+    batch = await run(tree, engine, concurrency=1)
+    assert batch.exit_code == 1
+    assert batch.stats.done == 5 and batch.stats.failed == 1
+    key, status, reason = batch.stats.problems[0]
+    assert status == "failed" and "mask resolution differs" in reason and key.endswith(".jpg")
+
+
+@pytest.mark.asyncio
+async def test_retries_are_bounded(tree: Path) -> None:
+    engine = FakeEngine([ServerError(503, "down")] * 4)
+    batch = await run(tree, engine, concurrency=1)
+    assert batch.stats.failed == 1 and "gave up" in batch.stats.problems[0][2]
+    assert len(engine.calls) == 4 + 5
+
+
+@pytest.mark.asyncio
+async def test_lost_answers_count_as_possibly_charged(tree: Path) -> None:
+    engine = FakeEngine([TransportError("reset"), TransportError("reset")])
+    batch = await run(tree, engine, concurrency=1)
+    assert batch.stats.possibly_charged == 2 and batch.stats.done == 6
+
+
+@pytest.mark.asyncio
+async def test_max_credits_budget_counts_requests_in_flight(tree: Path) -> None:
+    engine = FakeEngine()
+    batch = await run(tree, engine, concurrency=4, max_credits=3)
+    assert batch.exit_code == 4
+    assert len(engine.calls) == 3
+    assert batch.stats.credits_used == 3
+
+
+@pytest.mark.asyncio
+async def test_local_engine_style_unpaid_engine_is_not_paced(tree: Path) -> None:
+    clock = FakeClock()
+    engine = FakeEngine(paid=False)
+    batch = await run(tree, engine, clock=clock)
+    assert batch.stats.done == 6 and batch.stats.credits_used == 0
+    assert clock.sleeps == []
+
+
+def test_fake_engine_records_requests() -> None:
+    engine = FakeEngine()
+    assert engine.calls == [] and engine.paid
+    assert isinstance(InpaintRequest(b"", "image/png", b"", (1, 1)), InpaintRequest)

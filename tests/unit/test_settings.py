@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from batch_inpaint.errors import ConfigError
+from batch_inpaint.settings import Settings, build_settings, resolve_api_key
+
+
+def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('rate = 30\nmode = "quality"\nengine = "local"\n')
+    s = build_settings({"rate": 10.0}, config_file=config, env={"BATCH_INPAINT_RATE": "20", "BATCH_INPAINT_ENGINE": "clipdrop"})
+    assert s.rate == 10.0 and s.mode == "quality" and s.engine == "clipdrop"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("rate = \"fast\"\n", "key 'rate' must be a number"),
+     ("ratee = 3\n", "unknown key 'ratee'"),
+     ("api-key = \"sk-1\"\n", "CLIPDROP_API_KEY"),
+     ("rate = [\n", "not valid TOML"),
+     ("engine = \"gpu\"\n", "engine must be one of")],
+)
+def test_config_errors_name_the_file_and_key(tmp_path: Path, text: str, words: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        build_settings({}, config_file=config, env={})
+    assert words in str(info.value)
+    if "engine" not in words:
+        assert str(config) in str(info.value)
+
+
+def test_missing_key_is_a_config_error_and_key_file_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CLIPDROP_API_KEY"):
+        resolve_api_key(Settings())
+    key_file = tmp_path / "k"
+    key_file.write_text("  sk-abc\n")
+    assert resolve_api_key(Settings(api_key_file=key_file)) == "sk-abc"
+
+
+def test_repr_never_shows_the_key() -> None:
+    assert "sk-secret" not in repr(Settings(api_key="sk-secret"))
+
+
+def test_default_concurrency_follows_the_rate() -> None:
+    assert Settings(rate=60).workers == 22
+    assert Settings(rate=6000).workers == 32
+    assert Settings(rate=60, concurrency=3).workers == 3
