@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from .errors import OutputError
@@ -19,11 +18,16 @@ def output_path(out_dir: Path, rel: str) -> Path:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file beside the target, fsync, rename, fsync the folder: readers never see half a picture."""
+    """Temp file beside the target, fsync, rename, fsync the folder: readers never see half a picture.
+
+    The temp name is fixed per target (one writer per output folder is guaranteed by the run lock), so
+    a part file left by a killed run is simply overwritten when the item is redone.
+    """
     tmp_name: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        tmp_name = str(path.with_name(f".{path.name}.part"))
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
