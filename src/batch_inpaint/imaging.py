@@ -82,6 +82,16 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return int(w), int(h)
 
 
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def eight_bit(im: Image.Image) -> Image.Image:
+    """16-bit or 32-bit greyscale scaled (not clipped, as Pillow's convert does) to 8-bit "L"."""
+    arr = np.asarray(im).astype(np.float64)
+    peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+    return Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
 def mask_array(im: Image.Image, threshold: int) -> np.ndarray:
     """Any mask mode to a strict 0/255 uint8 array. Transparent-background masks use their alpha."""
     im = load_pixels(im)
@@ -91,12 +101,7 @@ def mask_array(im: Image.Image, threshold: int) -> np.ndarray:
         if alpha.min() < 255:
             return np.where(alpha >= threshold, 255, 0).astype(np.uint8)
         im = rgba.convert("RGB")
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im).astype(np.float64)
-        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
-        arr = arr / peak * 255.0
-        return np.where(arr >= threshold, 255, 0).astype(np.uint8)
-    grey = np.asarray(im.convert("L"))
+    grey = np.asarray(eight_bit(im) if im.mode in DEEP_MODES else im.convert("L"))
     return np.where(grey >= threshold, 255, 0).astype(np.uint8)
 
 
@@ -118,11 +123,17 @@ def add_png_metadata(png: bytes, *, icc: bytes | None, exif: bytes | None) -> by
 
 
 def exif_without_orientation(im: Image.Image) -> bytes | None:
+    """The picture's EXIF to keep on the output, less the orientation (the pixels are upright already).
+
+    Works on a copy: the image's own EXIF must keep its orientation until the pixels are turned.
+    """
     try:
-        exif = im.getexif()
+        original = im.getexif()
+        if not original:
+            return None
+        exif = Image.Exif()
+        exif.load(original.tobytes())
     except Exception:
-        return None
-    if not exif:
         return None
     exif.pop(ORIENTATION_TAG, None)
     return exif.tobytes() if len(exif) else None

@@ -32,6 +32,8 @@ class Pacer:
         self._next_slot = float("-inf")
         self._paused_until = float("-inf")
         self._lock = anyio.Lock()
+        self._waiting: set[anyio.CancelScope] = set()
+        self.closed = False
 
     @property
     def paused_until(self) -> float:
@@ -45,13 +47,24 @@ class Pacer:
         if self._next_slot < self._paused_until:
             self._next_slot = self._paused_until
 
+    def close(self) -> None:
+        """Release every waiting caller at once (the run is stopping; they must check why they woke)."""
+        self.closed = True
+        for scope in self._waiting:
+            scope.cancel()
+
     async def acquire(self) -> None:
-        """Wait for this caller's send slot. Slots are handed out in call order."""
-        while True:
+        """Wait for this caller's send slot. Slots are handed out in call order. Returns at once once closed."""
+        while not self.closed:
             async with self._lock:
                 now = self.clock.now()
                 slot = max(now, self._next_slot, self._paused_until)
                 self._next_slot = slot + self.interval
-            await self.clock.sleep(slot - now)
+            with anyio.CancelScope() as scope:
+                self._waiting.add(scope)
+                try:
+                    await self.clock.sleep(slot - now)
+                finally:
+                    self._waiting.discard(scope)
             if self.clock.now() >= self._paused_until:
                 return

@@ -157,7 +157,7 @@ def _pairs_in_dir(
         yield Pair(rel_dir + entry.name, Path(entry.path), mask, base, image_sig, mask_sig)
     orphans = set(sibling_masks) | set(mirror) if rules.mask_file is None else set()
     for stem in sorted(orphans - used):
-        yield OrphanMask(sibling_masks[stem].path if stem in sibling_masks else mirror[stem])  # type: ignore[arg-type]
+        yield OrphanMask(Path(sibling_masks[stem].path) if stem in sibling_masks else mirror[stem])
 
 
 def _selected(rel: str, rules: PairingRules) -> bool:

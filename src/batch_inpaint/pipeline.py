@@ -155,7 +155,7 @@ class Batch:
         if self._intake_scope is not None:
             self._intake_scope.cancel()
         if self.pacer is not None:
-            self.pacer.pause(0)
+            self.pacer.close()
 
     async def stop_after_grace(self) -> None:
         """Run beside a stopping batch: cancel whatever is still in flight when the grace period ends."""

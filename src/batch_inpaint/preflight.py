@@ -9,6 +9,7 @@ only a header parse, a quick scan of the image stream and one mask decode.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import re
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ def _image_for_api(
         and len(data) <= API_MAX_BYTES
     )
     if passthrough:
-        _check_stream(image, fmt)
+        _check_stream(image, data, fmt)
         return data, f"image/{fmt.lower()}", None, mask
     try:
         pixels = imaging.upright(image)
@@ -225,14 +226,14 @@ def _image_for_api(
     return encoded, "image/jpeg" if as_jpeg else "image/png", placement, mask
 
 
-def _check_stream(image: Image.Image, fmt: str) -> None:
+def _check_stream(image: Image.Image, data: bytes, fmt: str) -> None:
     """Catch truncated or corrupt files cheaply: a 1/8-scale JPEG decode, a PNG CRC walk."""
     try:
         if fmt == "JPEG":
-            image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+            image.draft(image.mode, (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
             imaging.load_pixels(image)
         else:
-            image.verify()
+            Image.open(io.BytesIO(data)).verify()
     except imaging.UnreadableImage as exc:
         raise InvalidInput(f"image: {exc}") from None
     except Exception as exc:
@@ -242,6 +243,9 @@ def _check_stream(image: Image.Image, fmt: str) -> None:
 def _api_mode(im: Image.Image, fixes: list[str]) -> Image.Image:
     if im.mode in ("RGB", "L", "RGBA"):
         return im
+    if im.mode in imaging.DEEP_MODES:
+        fixes.append(f"converted {im.mode} pixels to 8-bit")
+        return imaging.eight_bit(im)
     has_alpha = im.mode in ("LA", "PA") or (im.mode == "P" and "transparency" in im.info)
     fixes.append(f"converted {im.mode} pixels to {'RGBA' if has_alpha else 'RGB'}")
     return im.convert("RGBA" if has_alpha else "RGB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -55,7 +56,7 @@ class RunStats:
 
     def fixed(self, fixes: tuple[str, ...]) -> None:
         for fix in fixes:
-            kind = fix.split(" from ")[0].split(" by ")[0]
+            kind = re.sub(r"\d+x\d+|\d+px", "N", fix)
             self.fixes[kind] = self.fixes.get(kind, 0) + 1
 
     @property

@@ -10,7 +10,11 @@ from PIL import Image, ImageOps
 
 def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB")).astype(np.int16)
+        upright = ImageOps.exif_transpose(im)
+        if upright.mode.startswith("I"):  # 16-bit: scale, as Pillow's convert would clip
+            grey = (np.asarray(upright).astype(np.float64) / 257.0).round()
+            return np.repeat(grey[:, :, None], 3, axis=2).astype(np.int16)
+        return np.asarray(upright.convert("RGB")).astype(np.int16)
 
 
 def check_output(photo: Path, mask: Path, output: Path) -> None:

@@ -83,3 +83,15 @@ async def test_a_pause_set_while_callers_wait_is_respected() -> None:
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Pacer(0)
+
+
+@pytest.mark.asyncio
+async def test_closing_releases_waiting_callers_at_once() -> None:
+    pacer = Pacer(1)  # real clock, one a minute: the second caller would wait 60 s
+    await pacer.acquire()
+    with anyio.fail_after(10):  # far less than the 60 s the slot is away
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pacer.acquire)
+            await anyio.sleep(0.05)
+            pacer.close()
+    assert pacer.closed

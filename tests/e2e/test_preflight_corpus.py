@@ -1,0 +1,129 @@
+"""Every messy-folder case through the real CLI and the emulator: fixed before upload, or reported, never paid for."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .. import corpus
+from ..conftest import run_cli
+from .helpers import check_output
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    corpus.build(tmp_path / "corpus")
+    return tmp_path / "corpus"
+
+
+def test_the_corpus_end_to_end(emulator, corpus_dir: Path, tmp_path: Path) -> None:
+    assert len(corpus.CASES) >= 30
+    emu = emulator()
+    out = tmp_path / "out"
+    result = run_cli("run", str(corpus_dir / "photos"), "--masks", str(corpus_dir / "masks"), "--out", str(out),
+                     "--api-url", emu.url, "--rate", "1200", "--progress", "none", key="test-key")
+    assert result.returncode == 1, result.stderr  # some items are invalid
+    statuses = [e["status"] for e in emu.entries()]
+    assert statuses and set(statuses) == {200}, "the API saw a request it would reject"
+    assert "mask without an image" in result.stderr and "orphan.png" in result.stderr
+
+    exported = run_cli("export", str(out), "--format", "csv").stdout
+    rows = {r["key"]: r for r in csv.DictReader(io.StringIO(exported))}
+    for case in corpus.CASES:
+        row = rows.get(case.image_name)
+        if case.status == "unseen":
+            assert row is None, case.name
+            continue
+        assert row is not None, f"{case.name}: not in the export"
+        assert row["status"] == case.status, f"{case.name}: {row['status']} ({row['error']})"
+        if case.status == "invalid":
+            assert case.words in row["error"], f"{case.name}: reason {row['error']!r}"
+            assert case.image_name in result.stderr
+        if case.status == "done":
+            fixes = json.loads(row["fixes"]) if row["fixes"] else []
+            assert case.words in " ".join(fixes) if case.words else True, f"{case.name}: fixes {fixes}"
+            output = out / corpus.output_name(case)
+            with Image.open(output) as im:
+                im.load()
+                assert im.size == case.size, f"{case.name}: output is {im.size}"
+                assert 0x0112 not in im.getexif(), f"{case.name}: orientation tag left on the output"
+    for name in ("plain-jpeg.jpg", "rot6.jpg", "rot3.jpg", "rot8.jpg", "webp.webp", "cmyk.jpg", "deep.png",
+                 "grey-mask.jpg", "alpha-mask.jpg", "deep-mask.jpg", "pal-mask.jpg", "icc.jpg", "twin.jpg"):
+        case = next(c for c in corpus.CASES if c.image_name == name)
+        check_output(corpus_dir / "photos" / name, corpus_dir / "masks" / str(case.mask_name),
+                     out / corpus.output_name(case))
+    status = run_cli("status", str(out)).stdout
+    assert "invalid 7" in status and "empty_mask 1" in status and "no_mask 1" in status
+
+
+def test_metadata_and_output_formats(emulator, corpus_dir: Path, tmp_path: Path) -> None:
+    emu = emulator()
+    for fmt in ("png", "jpg", "webp"):
+        out = tmp_path / f"out-{fmt}"
+        result = run_cli("run", str(corpus_dir / "photos"), "--masks", str(corpus_dir / "masks"), "--out", str(out),
+                         "--include", "icc.jpg", "--include", "rot6.jpg", "--output-format", fmt,
+                         "--api-url", emu.url, "--rate", "1200", key="test-key")
+        assert result.returncode == 0, result.stderr
+        with Image.open(out / f"icc.{fmt}") as im:
+            assert im.info.get("icc_profile"), f"{fmt}: ICC profile lost"
+            assert im.getexif().get(0x010F) == "CorpusCam", f"{fmt}: EXIF lost"
+        with Image.open(out / f"rot6.{fmt}") as im:
+            assert im.size == (corpus.W, corpus.H) and 0x0112 not in im.getexif()
+
+
+def test_plan_says_what_a_run_would_do_and_sends_nothing(emulator, corpus_dir: Path, tmp_path: Path) -> None:
+    emu = emulator()
+    result = run_cli("plan", str(corpus_dir / "photos"), "--masks", str(corpus_dir / "masks"),
+                     "--out", str(tmp_path / "out"), "--api-url", emu.url, key="test-key")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "invalid: 7" in text and "without a mask: 1" in text and "empty masks (nothing to remove): 1" in text
+    assert "masks without an image: 1" in text
+    ready = int(text.split("ready to send: ")[1].split()[0])
+    fix = int(text.split("need a fix first: ")[1].split()[0])
+    assert ready + fix == 27
+    assert f"credits needed: {ready + fix}" in text
+    assert "truncated" in text and "rotated upright" in text
+    assert emu.entries() == []
+    dry = run_cli("run", str(corpus_dir / "photos"), "--masks", str(corpus_dir / "masks"),
+                  "--out", str(tmp_path / "out"), "--dry-run", "--api-url", emu.url, key="test-key")
+    assert dry.stdout == text and emu.entries() == []
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_real_size_pictures_are_fitted_and_blended_back(emulator, tmp_path: Path) -> None:
+    from batch_inpaint.synthetic import scene
+
+    photos, masks = tmp_path / "p", tmp_path / "m"
+    photos.mkdir()
+    masks.mkdir()
+    big, big_mask = scene(5000, 3400, 9)  # 17 MP: over the API's 16
+    big.save(photos / "big.jpg", quality=92)
+    big_mask.save(masks / "big.png")
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (3000, 3500, 3), dtype=np.uint8))  # 10.5 MP, ~31 MB as PNG
+    noise.save(photos / "heavy.png", compress_level=1)
+    assert (photos / "heavy.png").stat().st_size > 30_000_000
+    scene(3500, 3000, 1)[1].save(masks / "heavy.png")
+    emu = emulator()
+    out = tmp_path / "out"
+    result = run_cli("run", str(photos), "--masks", str(masks), "--out", str(out), "--api-url", emu.url,
+                     "--rate", "1200", key="test-key")
+    assert result.returncode == 0, result.stderr
+    assert {e["status"] for e in emu.entries()} == {200}
+    assert "downscaled" in result.stderr and "re-encoded" in result.stderr
+    with Image.open(out / "big.png") as im:
+        assert im.size == (5000, 3400)
+        after = np.asarray(im.convert("RGB"))
+    before = np.asarray(Image.open(photos / "big.jpg").convert("RGB"))
+    untouched = np.asarray(big_mask) == 0
+    assert np.array_equal(after[untouched], before[untouched])  # every untouched pixel keeps its value
+    with Image.open(out / "heavy.png") as im:
+        assert im.size == (3500, 3000)

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from batch_inpaint.errors import ConfigError
+from batch_inpaint.pairing import OrphanMask, Pair, PairingRules, read_pairs_file, walk
+
+
+def touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def pairs(root: Path, rules: PairingRules) -> list[Pair]:
+    return [p for p in walk(root, rules) if isinstance(p, Pair)]
+
+
+def test_sibling_masks_are_never_inputs(tmp_path: Path) -> None:
+    touch(tmp_path / "a.jpg"), touch(tmp_path / "a_mask.png"), touch(tmp_path / "b.JPG"), touch(tmp_path / "c_mask.png")
+    found = list(walk(tmp_path, PairingRules()))
+    got = {p.key: p.mask.name if p.mask else None for p in found if isinstance(p, Pair)}
+    assert got == {"a.jpg": "a_mask.png", "b.JPG": None}
+    assert [o.path.name for o in found if isinstance(o, OrphanMask)] == ["c_mask.png"]
+
+
+def test_mirror_tree_any_mask_format_and_recursion(tmp_path: Path) -> None:
+    touch(tmp_path / "in" / "x" / "y" / "p.jpg"), touch(tmp_path / "m" / "x" / "y" / "p.jpg")
+    touch(tmp_path / "in" / "top.png"), touch(tmp_path / "m" / "top.png")
+    rules = PairingRules(masks_dir=tmp_path / "m")
+    found = {p.key: p for p in pairs(tmp_path / "in", rules)}
+    assert found["x/y/p.jpg"].mask == tmp_path / "m" / "x" / "y" / "p.jpg"
+    assert found["x/y/p.jpg"].output_rel("png") == "x/y/p.png"
+    flat = pairs(tmp_path / "in", PairingRules(masks_dir=tmp_path / "m", recursive=False))
+    assert [p.key for p in flat] == ["top.png"]
+
+
+def test_one_mask_for_all(tmp_path: Path) -> None:
+    touch(tmp_path / "in" / "a.jpg"), touch(tmp_path / "in" / "s" / "b.jpg")
+    logo = touch(tmp_path / "logo.png")
+    assert {p.mask for p in pairs(tmp_path / "in", PairingRules(mask_file=logo))} == {logo}
+
+
+def test_same_stem_images_get_distinct_outputs(tmp_path: Path) -> None:
+    touch(tmp_path / "a.jpg"), touch(tmp_path / "a.png"), touch(tmp_path / "a_mask.png")
+    outputs = sorted(p.output_rel("png") for p in pairs(tmp_path, PairingRules()))
+    assert outputs == ["a.jpg.png", "a.png.png"]
+
+
+def test_hidden_files_globs_and_tool_folder(tmp_path: Path) -> None:
+    touch(tmp_path / ".hidden.jpg"), touch(tmp_path / ".batch-inpaint" / "x.jpg")
+    touch(tmp_path / "keep.jpg"), touch(tmp_path / "skip.jpg"), touch(tmp_path / "raw" / "r.jpg")
+    keys = [p.key for p in pairs(tmp_path, PairingRules(exclude=("skip*", "raw/*")))]
+    assert keys == ["keep.jpg"]
+    assert sorted(p.key for p in pairs(tmp_path, PairingRules(include=("*.jpg",), exclude=("keep.jpg",)))) == ["raw/r.jpg", "skip.jpg"]
+
+
+def test_symlinks_are_not_followed_unless_asked(tmp_path: Path) -> None:
+    outside = touch(tmp_path / "outside" / "secret.jpg")
+    touch(tmp_path / "in" / "real.jpg")
+    os.symlink(outside, tmp_path / "in" / "link.jpg")
+    os.symlink(tmp_path / "outside", tmp_path / "in" / "linkdir")
+    os.symlink(tmp_path / "in", tmp_path / "in" / "loop")
+    assert [p.key for p in pairs(tmp_path / "in", PairingRules())] == ["real.jpg"]
+    followed = sorted(p.key for p in pairs(tmp_path / "in", PairingRules(follow_symlinks=True)))
+    assert followed == ["link.jpg", "linkdir/secret.jpg", "real.jpg"]
+
+
+def test_missing_input_folder_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="input folder not found"):
+        list(walk(tmp_path / "nope", PairingRules()))
+
+
+def test_pairs_file_csv_and_jsonl_with_unsafe_paths(tmp_path: Path) -> None:
+    touch(tmp_path / "img" / "a.jpg"), touch(tmp_path / "img" / "a.png")
+    (tmp_path / "list.csv").write_text(
+        "image,mask,output\n"
+        "img/a.jpg,img/a.png,\n"
+        "img/a.jpg,img/a.png,../escape\n"
+        "img/a.jpg,img/a.png,/etc/passwd\n"
+        "img/a.jpg,img/a.png,renamed/b\n"
+        "img/a.jpg,img/a.png,renamed/b.png\n"
+        "/abs/elsewhere/z.jpg,img/a.png,\n"
+        "missing.jpg,img/a.png,\n"
+    )
+    got = list(read_pairs_file(tmp_path / "list.csv"))
+    assert got[0].output_base == "img/a" and got[0].problem is None
+    assert "would leave the output folder" in str(got[1].problem)
+    assert "would leave the output folder" in str(got[2].problem)
+    assert got[3].output_base == "renamed/b" and got[3].problem is None
+    assert "claimed by an earlier line" in str(got[4].problem)
+    assert got[5].output_base == "z"
+    assert "cannot read" in str(got[6].problem)
+    (tmp_path / "list.jsonl").write_text('{"image": "img/a.jpg", "mask": "img/a.png"}\n\n')
+    assert [p.key for p in read_pairs_file(tmp_path / "list.jsonl")] == ["img/a.jpg"]
+    (tmp_path / "bad.csv").write_text("picture,mask\nx,y\n")
+    with pytest.raises(ConfigError, match="header"):
+        list(read_pairs_file(tmp_path / "bad.csv"))
