@@ -109,3 +109,23 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05) -> bool: 
             return True
         time.sleep(interval)
     return False
+
+
+FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def figures():  # type: ignore[no-untyped-def]
+    """Record a figure for the end-of-run table: figures("fault storm", "extra requests", 123)."""
+
+    def record(scenario: str, what: str, value: object) -> None:
+        FIGURES.append((scenario, f"{what}: {value}"))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for scenario, text in FIGURES:
+            terminalreporter.write_line(f"{scenario}: {text}")

@@ -2,7 +2,8 @@
 
 Exit codes: 0 all done; 1 some items failed or were invalid; 2 usage or configuration error;
 3 the API rejected the key; 4 out of credits (or the --max-credits budget is spent); 5 another run
-holds the output folder; 130 interrupted (SIGINT); 143 terminated (SIGTERM).
+holds the output folder; 6 the output folder or the manifest cannot be written (disk full,
+read-only) or read; 130 interrupted (SIGINT); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import anyio
 import anyio.abc
 
 from . import __version__
-from .errors import BatchInpaintError, ConfigError
-from .manifest import ManifestError
+from .errors import BatchInpaintError, ConfigError, ManifestError
 from .runlock import LockHeld
 from .settings import build_settings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_KEY, EXIT_CREDITS, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_KEY, EXIT_CREDITS, EXIT_LOCKED, EXIT_UNWRITABLE = 0, 1, 2, 3, 4, 5, 6
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_LOCKED
     except ManifestError as exc:
         print(f"batch-inpaint: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_UNWRITABLE
 
 
 def _run(settings: Any) -> int:
@@ -186,7 +186,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | No
             inner = _first_error(exc)
             if inner is not None:
                 return inner
-        elif isinstance(exc, BatchInpaintError | ManifestError):
+        elif isinstance(exc, BatchInpaintError):
             return exc
     return None
 

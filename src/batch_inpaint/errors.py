@@ -2,7 +2,8 @@
 
     BatchInpaintError
      ├── ConfigError            bad settings, missing key: exit 2 before any request
-     ├── OutputError            the output could not be written (disk full, read-only): item fails
+     ├── ManifestError          the manifest or output folder cannot be used: exit 6
+     ├── OutputError            this item's output could not be written: item fails
      ├── ItemError              this item is bad; retrying will not help
      │    ├── InvalidInput      preflight refused the pair (never sent)
      │    └── Rejected          the API refused it (400, 406, 422)
@@ -13,7 +14,9 @@
      │    └── BrokenResponse    200 that is not a PNG of the right size
      └── RunStopped             stop the whole run at once
           ├── KeyRejected       401 / 403
-          └── CreditsExhausted  402, or the --max-credits budget is spent
+          ├── CreditsExhausted  402, or the --max-credits budget is spent
+          ├── DiskUnwritable    disk full or read-only: every further output would be paid for and lost
+          └── TlsUnverified     the API's certificate does not verify (see --ca-bundle): exit 2
 
 Third-party errors (httpx) become these in exactly one place: `engines.clipdrop`.
 No message here ever contains the API key.
@@ -30,8 +33,18 @@ class ConfigError(BatchInpaintError):
     """Settings are wrong; nothing was sent."""
 
 
+class ManifestError(BatchInpaintError):
+    """The manifest (or the output folder holding it) cannot be read or written."""
+
+    exit_code = 6
+
+
 class OutputError(BatchInpaintError):
-    """The result could not be written where it belongs."""
+    """The result could not be written where it belongs. ``errno`` tells a full disk from a bad name."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class ItemError(BatchInpaintError):
@@ -101,3 +114,13 @@ class CreditsExhausted(RunStopped):
     def __init__(self, message: str, status: int | None = 402) -> None:
         super().__init__(message)
         self.status = status
+
+
+class DiskUnwritable(RunStopped):
+    exit_code = 6
+
+
+class TlsUnverified(RunStopped):
+    """Every request would fail the same way; verification is never turned off, so say how to fix it."""
+
+    exit_code = 2

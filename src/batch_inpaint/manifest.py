@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from .errors import ManifestError
+
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "in_flight", "done", "failed", "invalid", "no_mask", "empty_mask")
 
@@ -64,10 +66,6 @@ class ItemRow:
 _ROW_COLUMNS = ", ".join(ItemRow.__slots__)
 
 
-class ManifestError(Exception):
-    """The manifest file cannot be used (corrupt, newer schema, not writable)."""
-
-
 class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -87,14 +85,18 @@ class Manifest:
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once so concurrent writers queue instead of deadlocking."""
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise ManifestError(f"{self.path}: cannot write the manifest: {exc}") from None
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 from .errors import OutputError
+
+
+#: errno values that say the whole disk is unusable, not just this one file.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def output_path(out_dir: Path, rel: str) -> Path:
@@ -36,7 +41,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp_name = None
         _fsync_dir(path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", exc.errno) from None
     finally:
         if tmp_name is not None:
             try:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +28,9 @@ from .errors import (
     BatchInpaintError,
     BrokenResponse,
     CreditsExhausted,
+    DiskUnwritable,
     InvalidInput,
+    ManifestError,
     ItemError,
     OutputError,
     RateLimited,
@@ -36,7 +39,7 @@ from .errors import (
     TransportError,
 )
 from .manifest import Manifest
-from .output import output_path, write_atomic
+from .output import DISK_ERRNOS, output_path, write_atomic
 from .pairing import OrphanMask, Pair, PairingRules, read_pairs_file, walk
 from .preflight import Prepared, PreflightOptions, digest, prepare
 from .resume import Decision, decide
@@ -128,14 +131,20 @@ class Batch:
                 outer.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self._db(
-                    self.manifest.end_run, self.run_id, counts=self.stats.counts(),
-                    credits_used=str(self.stats.credits_used),
-                    remaining=None if self.stats.remaining_credits is None else str(self.stats.remaining_credits),
-                    requests=self.stats.requests, possibly_charged_twice=self.stats.resent_after_crash,
-                    exit_code=self.exit_code,
-                )
+                await self._record_end()
         return self.stats
+
+    async def _record_end(self) -> None:
+        try:
+            await self._db(
+                self.manifest.end_run, self.run_id, counts=self.stats.counts(),
+                credits_used=str(self.stats.credits_used),
+                remaining=None if self.stats.remaining_credits is None else str(self.stats.remaining_credits),
+                requests=self.stats.requests, possibly_charged_twice=self.stats.resent_after_crash,
+                exit_code=self.exit_code,
+            )
+        except ManifestError:
+            pass  # the run is failing on this very manifest; that error is what the user sees
 
     @property
     def exit_code(self) -> int:
@@ -169,7 +178,11 @@ class Batch:
         self.request_stop()
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._db_limiter)
+        """Manifest calls run in one worker thread, never on the event loop."""
+        try:
+            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._db_limiter)
+        except sqlite3.Error as exc:
+            raise ManifestError(f"{self.manifest.path}: {exc}") from None
 
     async def _cpu_work(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=self._cpu)
@@ -371,7 +384,11 @@ class Batch:
         except RunStopped as exc:
             await self._db(self.manifest.update, key, status="pending", error=str(exc), error_status=exc.status)
             self._stop_run(exc)
-        except (ItemError, OutputError) as exc:
+        except OutputError as exc:
+            await self._settle(key, "failed", f"paid for, but the output could not be written: {exc}")
+            if exc.errno in DISK_ERRNOS:
+                self._stop_run(DiskUnwritable(f"stopped so no more credits are spent on results that cannot be saved: {exc}"))
+        except ItemError as exc:
             await self._settle(key, "invalid" if isinstance(exc, InvalidInput) else "failed", str(exc),
                                getattr(exc, "status", None))
         except Retryable as exc:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from .engines.base import Engine
-from .errors import ConfigError
+from .errors import ConfigError, ManifestError
 from .manifest import Manifest
 from .output import check_output_dir
 from .pairing import TOOL_DIR
@@ -78,7 +78,12 @@ async def run_batch(
     assert settings.out_dir is not None
     if engine is None and settings.engine == "clipdrop":
         resolve_api_key(settings)  # a missing key is a usage error, found before the lock or any request
-    with RunLock(tool_dir(settings.out_dir) / "run.lock"):
+    lock = RunLock(tool_dir(settings.out_dir) / "run.lock")
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise ManifestError(f"{settings.out_dir}: cannot write to the output folder: {exc.strerror}") from None
+    with lock:
         manifest = Manifest(manifest_path(settings))
         engine = engine or build_engine(settings)
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -177,3 +179,28 @@ def test_fake_engine_records_requests() -> None:
     engine = FakeEngine()
     assert engine.calls == [] and engine.paid
     assert isinstance(InpaintRequest(b"", "image/png", b"", (1, 1)), InpaintRequest)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("code, stops", [(errno.ENOSPC, True), (errno.EROFS, True), (errno.ENAMETOOLONG, False)])
+async def test_a_failed_write_fails_the_item_and_a_full_disk_stops_the_run(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, code: int, stops: bool
+) -> None:
+    real_replace = os.replace
+
+    def failing_replace(src: str, dst: str) -> None:
+        if str(dst).endswith("p2.png"):
+            raise OSError(code, os.strerror(code))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    engine = FakeEngine()
+    batch = await run(tree, engine, concurrency=1)
+    assert not (tree / "out" / "p2.png").exists()
+    assert list((tree / "out").glob("*.part")) == [] and list((tree / "out").glob(".*.part")) == []
+    assert statuses(tree)["p2.jpg"] == "failed"
+    assert os.strerror(code) in batch.stats.problems[0][2]
+    if stops:
+        assert batch.exit_code == 6 and len(engine.calls) == 3
+    else:
+        assert batch.exit_code == 1 and batch.stats.done == 5

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from ..engines.local import inpaint_png
 from .limits import Window
 
-FAULTS = ("500", "502", "503", "429", "reset", "hang", "truncate", "corrupt")
+FAULTS = ("500", "502", "503", "429", "429bare", "reset", "hang", "truncate", "corrupt")
 MAX_PIXELS = 16_000_000
 MAX_BYTES = 30_000_000
 
@@ -231,8 +231,8 @@ def create_app(config: EmulatorConfig, abort: Callable[[Scope], None] | None = N
             return _error(int(fault), "Internal server error" if fault == "500" else "Service unavailable")
         if fault == "502":
             return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 502, media_type="text/html")
-        if fault == "429":
-            headers = {"retry-after": "1"} if config.retry_after else {}
+        if fault in ("429", "429bare"):
+            headers = {"retry-after": "1"} if config.retry_after and fault == "429" else {}
             return _error(429, "Too many requests, blocked by the rate limiter", **headers)
         if not _accepts_png(request.headers.get("accept")):
             raise Reject(406, "Accept header must allow image/png")

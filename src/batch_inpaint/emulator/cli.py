@@ -33,6 +33,8 @@ def add_emulator_parser(sub: Any) -> None:
     p.add_argument("--work", choices=("inpaint", "echo"), default="inpaint", help="inpaint, or echo the image (cheap)")
     p.add_argument("--seed", type=int, help="seed for faults and latency")
     p.add_argument("--log", type=Path, help="request log, JSON lines")
+    p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM; with --tls-key)")
+    p.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, float]:
@@ -66,7 +68,8 @@ def run_emulator(args: argparse.Namespace) -> int:
         print(f"emulator listening on {url}", flush=True)
 
     try:
-        serve(config, args.host, args.port, on_ready=ready)
+        tls = (str(args.tls_cert), str(args.tls_key)) if args.tls_cert and args.tls_key else None
+        serve(config, args.host, args.port, on_ready=ready, tls=tls)
     except OSError as exc:
         print(f"batch-inpaint: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 2

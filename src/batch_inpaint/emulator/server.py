@@ -47,7 +47,7 @@ def abort_connection(scope: Scope) -> None:
 
 
 def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0,
-          on_ready: Callable[[str], None] | None = None) -> None:
+          on_ready: Callable[[str], None] | None = None, tls: tuple[str, str] | None = None) -> None:
     """Run until interrupted. ``on_ready`` gets the endpoint URL once the socket listens."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -57,6 +57,7 @@ def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0,
     server = uvicorn.Server(uvicorn.Config(
         app, http=_TrackedH11, log_level="critical", access_log=False, timeout_graceful_shutdown=1,
         timeout_keep_alive=30, lifespan="off",
+        ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
     ))
     url_host = f"[{host}]" if ":" in host else host
 
@@ -65,7 +66,7 @@ def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0,
     async def startup(sockets: Any = None) -> None:
         await original_startup(sockets=sockets)
         if on_ready is not None:
-            on_ready(f"http://{url_host}:{bound}/cleanup/v1")
+            on_ready(f"{'https' if tls else 'http'}://{url_host}:{bound}/cleanup/v1")
 
     server.startup = startup  # type: ignore[method-assign]
     server.run(sockets=[sock])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..errors import (
     RateLimited,
     Rejected,
     ServerError,
+    TlsUnverified,
     TransportError,
 )
 from ..retrying import parse_retry_after
@@ -74,6 +76,13 @@ class ClipdropEngine:
             raise TransportError(f"no complete answer within the {self._deadline:g} s deadline") from None
         except httpx.TimeoutException as exc:
             raise TransportError(f"timed out ({type(exc).__name__})") from None
+        except httpx.ConnectError as exc:
+            if _certificate_failure(exc):
+                raise TlsUnverified(
+                    f"the API's TLS certificate could not be verified ({_certificate_failure(exc)}); "
+                    "give the right CA bundle with --ca-bundle"
+                ) from None
+            raise TransportError(f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
         except httpx.HTTPError as exc:
             raise TransportError(f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
         return await self._result(response, request.size)
@@ -116,6 +125,18 @@ class ClipdropEngine:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    """The verification error behind a failed connection, if that is what it was."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or "certificate verify failed")
+        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return "certificate verify failed"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _verify_png(body: bytes) -> None:
