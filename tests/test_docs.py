@@ -47,7 +47,7 @@ def test_the_readme_starts_with_the_two_set_up_commands() -> None:
 def test_exit_codes_in_the_readme_match_the_cli() -> None:
     table = dict(re.findall(r"^\| (\d+) \| (.+) \|$", README, re.M))
     assert {int(k) for k in table} == {cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_KEY,
-                                       cli.EXIT_CREDITS, cli.EXIT_LOCKED, cli.EXIT_SIGINT}
+                                       cli.EXIT_CREDITS, cli.EXIT_LOCKED, cli.EXIT_UNWRITABLE, cli.EXIT_SIGINT}
     assert "143" in table["130"]
 
 
