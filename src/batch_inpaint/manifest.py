@@ -194,10 +194,11 @@ class Manifest:
                 (error_status, error, 1 if possibly_charged else 0, key),
             )
 
-    def find_done_output(self, content_key: str, settings_hash: str) -> str | None:
+    def find_done_output(self, content_key: str, settings_hash: str, run_id: int | None = None) -> str | None:
         row = self._db.execute(
-            "SELECT output_path FROM items WHERE content_key=? AND settings_hash=? AND status='done' LIMIT 1",
-            (content_key, settings_hash),
+            "SELECT output_path FROM items WHERE content_key=? AND settings_hash=? AND status='done'"
+            " AND (? IS NULL OR run_id=?) LIMIT 1",
+            (content_key, settings_hash, run_id, run_id),
         ).fetchone()
         return None if row is None else str(row[0])
 

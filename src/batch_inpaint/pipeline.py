@@ -38,6 +38,7 @@ from .errors import (
     RunStopped,
     TransportError,
 )
+from .inflight import ByteBudget, footprint
 from .manifest import Manifest
 from .output import DISK_ERRNOS, output_path, write_atomic
 from .pairing import OrphanMask, Pair, PairingRules, read_pairs_file, walk
@@ -110,6 +111,8 @@ class Batch:
         self._maybe_spent = 0
         self._consecutive_429 = 0
         self._in_progress: dict[str, anyio.Event] = {}
+        self._dispatch = anyio.Lock()
+        self._budget = ByteBudget(settings.inflight_mb * 1_000_000)
         self._intake_scope: anyio.CancelScope | None = None
         self._outer_scope: anyio.CancelScope | None = None
 
@@ -123,7 +126,7 @@ class Batch:
                 if self.observer is not None:
                     outer.start_soon(self.observer.watch, self.stats)
                 async with anyio.create_task_group() as tg:
-                    ready_send, ready_recv = anyio.create_memory_object_stream[Prepared](self.settings.workers)
+                    ready_send, ready_recv = anyio.create_memory_object_stream[Prepared](2)
                     tg.start_soon(self._intake, ready_send)
                     async with ready_recv:
                         for _ in range(self.settings.workers):
@@ -310,7 +313,7 @@ class Batch:
         if prepared.empty_mask:
             await self._empty_mask(prepared)
             return None
-        if not self.settings.force and await self._reuse_done(prepared):
+        if not self.settings.force and await self._reuse_done(prepared, this_run_only=False):
             return None
         return prepared
 
@@ -333,9 +336,13 @@ class Batch:
                 self.stats.note(key, f"could not copy the original: {exc}")
         await self._db(self.manifest.update, key, **fields)
 
-    async def _reuse_done(self, prepared: Prepared) -> bool:
-        """An identical pair (same image, mask and settings) already has a result: copy it, pay nothing."""
-        source = await self._db(self.manifest.find_done_output, prepared.content_key, self.settings_hash)
+    async def _reuse_done(self, prepared: Prepared, *, this_run_only: bool) -> bool:
+        """An identical pair (same image, mask and settings) already has a result: copy it, pay nothing.
+
+        With --force only results made by this run count: the point of --force is to redo the old ones.
+        """
+        source = await self._db(self.manifest.find_done_output, prepared.content_key, self.settings_hash,
+                                self.run_id if this_run_only else None)
         if source is None:
             return False
         target = prepared.pair.output_rel(self.settings.output_format)
@@ -354,18 +361,36 @@ class Batch:
     # --- workers: pace, send, retry, write ------------------------------------------------------
 
     async def _worker(self, ready_recv: ObjectReceiveStream[Prepared]) -> None:
+        """Take the next item only when it can be sent: waiting workers hold no pictures in memory.
+
+        One worker at a time takes an item, waits for room in the byte budget and for its send slot;
+        the rest wait empty-handed. The pacer spaces sends anyway, so this costs no throughput.
+        """
         async with ready_recv:
-            async for prepared in ready_recv:
-                if not self.stopping:
+            while True:
+                async with self._dispatch:
+                    try:
+                        prepared = await ready_recv.receive()
+                    except anyio.EndOfStream:
+                        return
+                    if self.stopping:
+                        continue
+                    cost = footprint(prepared)
+                    await self._budget.acquire(cost)
+                    if self.pacer is not None:
+                        await self.pacer.acquire()  # the first send slot; retries queue for theirs
+                try:
                     await self._process(prepared)
+                finally:
+                    self._budget.release(cost)
 
     async def _process(self, prepared: Prepared) -> None:
         key = prepared.pair.key
         content = prepared.content_key
-        while content in self._in_progress:  # an identical pair is being sent: wait and copy its result
+        while content in self._in_progress:  # an identical pair is being sent: wait for its result
             await self._in_progress[content].wait()
-            if await self._reuse_done(prepared):
-                return
+        if await self._reuse_done(prepared, this_run_only=self.settings.force):
+            return
         done = self._in_progress[content] = anyio.Event()
         started = time.time()
         try:
@@ -429,7 +454,7 @@ class Batch:
         return outcome
 
     async def _attempt(self, prepared: Prepared, request: InpaintRequest, number: int) -> tuple[bytes, InpaintResult]:
-        if self.pacer is not None:
+        if self.pacer is not None and number > 1:
             await self.pacer.acquire()
         if self.stopping:
             raise _NotSent()

@@ -57,6 +57,7 @@ class Settings:
     force: bool = False
     max_credits: float | None = None
     grace_seconds: float = 10.0
+    inflight_mb: int = 400
     mask_threshold: int = 128
     dilate: str | None = None
     resize_mask: bool = False
@@ -75,12 +76,13 @@ class Settings:
 
     @property
     def workers(self) -> int:
-        """In-flight requests. Enough for the full rate at ~20 s per picture, capped to bound memory."""
+        """Requests in flight at most: the full rate even at 30 s per picture. Memory is bounded
+        separately, by ``inflight_mb`` (bytes in flight), so a generous count costs nothing."""
         if self.concurrency is not None:
             return self.concurrency
         if self.engine == "local":
             return max(2, os.cpu_count() or 2)
-        return max(2, min(32, math.ceil(self.rate / 60.0 * 20.0) + 2))
+        return max(4, min(128, math.ceil(self.rate / 60.0 * 30.0) + 2))
 
     def output_shaping(self) -> dict[str, Any]:
         """The settings an output depends on: a change makes done items due again."""
@@ -215,6 +217,7 @@ def validate(s: Settings) -> None:
     check(s.rate > 0, "rate must be a positive number of requests per minute")
     check(s.concurrency is None or s.concurrency >= 1, "concurrency must be at least 1")
     check(1 <= s.quality <= 100, "quality must be between 1 and 100")
+    check(s.inflight_mb >= 1, "inflight-mb must be at least 1")
     check(0 < s.mask_threshold < 256, "mask threshold must be between 1 and 255")
     check(s.max_attempts >= 1, "max attempts must be at least 1")
     check(s.backoff_base >= 0 and s.backoff_cap >= 0, "backoff times cannot be negative")

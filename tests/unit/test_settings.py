@@ -44,6 +44,6 @@ def test_repr_never_shows_the_key() -> None:
 
 
 def test_default_concurrency_follows_the_rate() -> None:
-    assert Settings(rate=60).workers == 22
-    assert Settings(rate=6000).workers == 32
+    assert Settings(rate=60).workers == 32
+    assert Settings(rate=6000).workers == 128
     assert Settings(rate=60, concurrency=3).workers == 3
