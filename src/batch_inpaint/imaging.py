@@ -58,7 +58,9 @@ def orientation(im: Image.Image) -> int:
 
 
 def upright(im: Image.Image) -> Image.Image:
-    """Pixels as the user sees them, with the orientation tag gone."""
+    """Pixels as the user sees them, with the orientation tag gone (no copy when already upright)."""
+    if orientation(im) == 1:
+        return load_pixels(im)
     return ImageOps.exif_transpose(load_pixels(im)) or im
 
 
@@ -92,17 +94,30 @@ def eight_bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
-def mask_array(im: Image.Image, threshold: int) -> np.ndarray:
-    """Any mask mode to a strict 0/255 uint8 array. Transparent-background masks use their alpha."""
+def threshold_lut(threshold: int) -> list[int]:
+    return [255 if v >= threshold else 0 for v in range(256)]
+
+
+def strict_mask(im: Image.Image, threshold: int) -> Image.Image:
+    """Any mask mode to a strict 0/255 "L" image. Transparent-background masks use their alpha.
+
+    Thresholding is a 256-entry lookup table in Pillow's C code: far cheaper than NumPy on 12 MP.
+    """
     im = load_pixels(im)
+    lut = threshold_lut(threshold)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"))
-        if alpha.min() < 255:
-            return np.where(alpha >= threshold, 255, 0).astype(np.uint8)
+        alpha = rgba.getchannel("A")
+        if alpha.histogram()[255] < alpha.size[0] * alpha.size[1]:  # some transparency: alpha is the mask
+            return alpha.point(lut)
         im = rgba.convert("RGB")
-    grey = np.asarray(eight_bit(im) if im.mode in DEEP_MODES else im.convert("L"))
-    return np.where(grey >= threshold, 255, 0).astype(np.uint8)
+    grey = eight_bit(im) if im.mode in DEEP_MODES else im.convert("L")
+    return grey.point(lut)
+
+
+def coverage(mask: Image.Image) -> float:
+    """Share of white pixels in a strict 0/255 mask, from its histogram."""
+    return mask.histogram()[255] / (mask.size[0] * mask.size[1])
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:

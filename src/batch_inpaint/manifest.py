@@ -172,8 +172,12 @@ class Manifest:
                 (image[0], image[1], mask[0] if mask else None, mask[1] if mask else None, key),
             )
 
-    def mark_in_flight(self, key: str, run_id: int, *, first: bool) -> bool:
-        """Before each request goes out. True if a crash had left the item in flight (its answer is lost)."""
+    def mark_in_flight(self, key: str, run_id: int, *, first: bool, **fields: Any) -> bool:
+        """Before each request goes out (``fields``: the item's fingerprint, on the first attempt).
+
+        True if a crash had left the item in flight: its answer was lost, and it may have been charged.
+        """
+        extra = "".join(f", {name}=:{name}" for name in fields)
         with self.atomic() as db:
             resent = False
             if first:
@@ -181,8 +185,9 @@ class Manifest:
                 resent = row is not None and row["status"] == "in_flight"
             db.execute(
                 "UPDATE items SET status='in_flight', attempts=attempts+1, sends=sends+1,"
-                " possibly_charged=possibly_charged+?, started_at=COALESCE(started_at, ?), run_id=? WHERE key=?",
-                (1 if resent else 0, time.time(), run_id, key),
+                " possibly_charged=possibly_charged+:resent, started_at=COALESCE(started_at, :now),"
+                f" run_id=:run_id{extra} WHERE key=:key",
+                dict(fields, resent=1 if resent else 0, now=time.time(), run_id=run_id, key=key),
             )
             return resent
 

@@ -304,18 +304,19 @@ class Batch:
         self.stats.fixed(prepared.fixes)
         for warning in prepared.warnings:
             self.stats.note(pair.key, warning)
-        await self._db(
-            self.manifest.update, pair.key, image_hash=prepared.image_hash, mask_hash=prepared.mask_hash,
-            settings_hash=self.settings_hash, content_key=prepared.content_key,
-            fixes=json.dumps(list(prepared.fixes)) if prepared.fixes else None,
-            warnings=json.dumps(list(prepared.warnings)) if prepared.warnings else None,
-        )
         if prepared.empty_mask:
             await self._empty_mask(prepared)
             return None
-        if not self.settings.force and await self._reuse_done(prepared, this_run_only=False):
-            return None
         return prepared
+
+    def _fingerprint(self, prepared: Prepared) -> dict[str, Any]:
+        """What the manifest keeps of a prepared item: how to tell later that nothing changed."""
+        return {
+            "image_hash": prepared.image_hash, "mask_hash": prepared.mask_hash,
+            "settings_hash": self.settings_hash, "content_key": prepared.content_key,
+            "fixes": json.dumps(list(prepared.fixes)) if prepared.fixes else None,
+            "warnings": json.dumps(list(prepared.warnings)) if prepared.warnings else None,
+        }
 
     async def _settle(self, key: str, status: str, reason: str, error_status: int | None = None) -> None:
         if status in ("failed", "invalid"):
@@ -327,7 +328,8 @@ class Batch:
         key = prepared.pair.key
         self.stats.empty_mask += 1
         self.stats.note(key, "the mask is empty: nothing to remove, no request sent")
-        fields: dict[str, Any] = {"status": "empty_mask", "error": "mask is empty", "finished_at": time.time()}
+        fields: dict[str, Any] = {"status": "empty_mask", "error": "mask is empty", "finished_at": time.time(),
+                                  **self._fingerprint(prepared)}
         if self.settings.copy_empty:
             try:
                 data = await self._cpu_work(compose.finish, prepared, None, self.settings.output_format, self.settings.quality)
@@ -352,7 +354,8 @@ class Batch:
         except (OSError, BatchInpaintError):
             return False
         await self._db(self.manifest.update, prepared.pair.key, status="done", credits="0", error=None,
-                       error_status=None, finished_at=time.time(), run_id=self.run_id, **fields)
+                       error_status=None, finished_at=time.time(), run_id=self.run_id,
+                       **fields, **self._fingerprint(prepared))
         self.stats.copied += 1
         if source != target:
             self.stats.note(prepared.pair.key, f"identical to an earlier pair; result copied from {source}")
@@ -389,6 +392,7 @@ class Batch:
         content = prepared.content_key
         while content in self._in_progress:  # an identical pair is being sent: wait for its result
             await self._in_progress[content].wait()
+        # Also catches pairs identical to one done in an earlier run (not with --force, which redoes those).
         if await self._reuse_done(prepared, this_run_only=self.settings.force):
             return
         done = self._in_progress[content] = anyio.Event()
@@ -462,7 +466,8 @@ class Batch:
         if number > 1:
             self.stats.retries += 1
         key = prepared.pair.key
-        if await self._db(self.manifest.mark_in_flight, key, self.run_id, first=number == 1):
+        fingerprint = self._fingerprint(prepared) if number == 1 else {}
+        if await self._db(self.manifest.mark_in_flight, key, self.run_id, first=number == 1, **fingerprint):
             self.stats.resent_after_crash += 1
             self.stats.possibly_charged += 1
         self.stats.requests += 1

@@ -70,7 +70,8 @@ class Prepared:
 
 
 def digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    """Content fingerprint (SHA-256, hardware-accelerated on most CPUs), 128 bits are plenty here."""
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def read_file(path: Path, what: str) -> bytes:
@@ -93,8 +94,7 @@ def prepare(pair: Pair, options: PreflightOptions) -> Prepared:
     warnings: list[str] = []
     image = _open(image_data, "image")
     upright_size = _upright_size(image)
-    mask_arr, mask_as_is = _mask_pixels(mask_data, upright_size, options, fixes)
-    coverage = float(np.count_nonzero(mask_arr)) / mask_arr.size
+    mask, mask_as_is, coverage = _mask_pixels(mask_data, upright_size, options, fixes)
     common = dict(
         pair=pair,
         original_size=upright_size,
@@ -109,16 +109,16 @@ def prepare(pair: Pair, options: PreflightOptions) -> Prepared:
                         empty_mask=True, fixes=tuple(fixes), **common)  # type: ignore[arg-type]
     if coverage > MOSTLY_MASKED:
         warnings.append(f"the mask covers {coverage:.0%} of the picture")
-    sent_image, image_type, placement, sent_mask = _image_for_api(image, image_data, mask_arr, options, fixes)
+    sent_image, image_type, placement, sent_mask = _image_for_api(image, image_data, mask, options, fixes)
     unchanged = mask_as_is and placement is None
-    mask_png = mask_data if unchanged else imaging.encode_png(Image.fromarray(sent_mask), compress_level=6)
+    mask_png = mask_data if unchanged else imaging.encode_png(sent_mask, compress_level=6)
     return Prepared(
         image_bytes=sent_image,
         image_type=image_type,
         mask_png=mask_png,
-        size=(sent_mask.shape[1], sent_mask.shape[0]),
+        size=sent_mask.size,
         placement=placement,
-        full_mask_png=imaging.encode_png(Image.fromarray(mask_arr)) if placement else None,
+        full_mask_png=imaging.encode_png(mask) if placement else None,
         fixes=tuple(fixes),
         warnings=tuple(warnings),
         **common,  # type: ignore[arg-type]
@@ -139,37 +139,42 @@ def _upright_size(im: Image.Image) -> tuple[int, int]:
 
 def _mask_pixels(
     data: bytes, size: tuple[int, int], options: PreflightOptions, fixes: list[str]
-) -> tuple[np.ndarray, bool]:
-    """The mask as a strict 0/255 array of the image's upright size, and whether the file already was one."""
+) -> tuple[Image.Image, bool, float]:
+    """The mask as a strict 0/255 "L" image of the image's upright size, whether the file already was
+    one, and the share of the picture it covers."""
     im = _open(data, "mask")
     strict = im.format == "PNG" and im.mode == "L" and imaging.orientation(im) == 1
+    histogram: list[int] = []
     try:
         im = imaging.upright(im)
-        if strict and any(im.histogram()[1:255]):
+        if strict:
+            histogram = im.histogram()
+        if strict and any(histogram[1:255]):
             strict = False
             fixes.append("mask grey values thresholded to black and white")
-        arr = imaging.mask_array(im, options.threshold)
+        mask = im if strict else imaging.strict_mask(im, options.threshold)
     except imaging.UnreadableImage as exc:
         raise InvalidInput(f"mask: {exc}") from None
     if not strict and not fixes:
         fixes.append("mask converted to a black-and-white PNG")
-    h, w = arr.shape
-    if (w, h) != size:
+    if mask.size != size:
         if not options.resize_mask:
+            w, h = mask.size
             raise InvalidInput(f"mask is {w}x{h} but the image is {size[0]}x{size[1]} (see --resize-mask)")
-        arr = cv2.resize(arr, size, interpolation=cv2.INTER_NEAREST)
-        fixes.append(f"mask resized from {w}x{h}")
+        fixes.append(f"mask resized from {mask.size[0]}x{mask.size[1]}")
+        mask = mask.resize(size, Image.Resampling.NEAREST)
         strict = False
-    radius = dilation_radius(options.dilate, arr)
+    radius = dilation_radius(options.dilate, mask)
     if radius > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        arr = cv2.dilate(arr, kernel)
+        mask = Image.fromarray(cv2.dilate(np.asarray(mask), kernel))
         fixes.append(f"mask dilated by {radius}px")
         strict = False
-    return arr, strict
+    share = histogram[255] / (size[0] * size[1]) if strict else imaging.coverage(mask)
+    return mask, strict, share
 
 
-def dilation_radius(spec: str | None, mask: np.ndarray) -> int:
+def dilation_radius(spec: str | None, mask: Image.Image | None) -> int:
     """'12' or '12px' grows by 12 pixels; '15%' by 15% of the masked area's size (half each side)."""
     if not spec:
         return 0
@@ -179,16 +184,16 @@ def dilation_radius(spec: str | None, mask: np.ndarray) -> int:
     amount = float(m.group(1))
     if m.group(2) != "%":
         return int(round(amount))
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
+    box = mask.getbbox() if mask is not None else None
+    if box is None:
         return 0
-    extent = max(int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+    extent = max(box[2] - box[0], box[3] - box[1])
     return int(round(extent * amount / 100.0 / 2.0))
 
 
 def _image_for_api(
-    image: Image.Image, data: bytes, mask: np.ndarray, options: PreflightOptions, fixes: list[str]
-) -> tuple[bytes, str, Placement | None, np.ndarray]:
+    image: Image.Image, data: bytes, mask: Image.Image, options: PreflightOptions, fixes: list[str]
+) -> tuple[bytes, str, Placement | None, Image.Image]:
     fmt = image.format or "?"
     w, h = _upright_size(image)
     oriented = imaging.orientation(image) != 1
@@ -227,7 +232,10 @@ def _image_for_api(
 
 
 def _check_stream(image: Image.Image, data: bytes, fmt: str) -> None:
-    """Catch truncated or corrupt files cheaply: a 1/8-scale JPEG decode, a PNG CRC walk."""
+    """Catch truncated or corrupt files cheaply: a PNG CRC walk; for a JPEG, its end marker, or else
+    (trailing data, or truncation) a 1/8-scale decode that reads the whole entropy-coded stream."""
+    if fmt == "JPEG" and data.endswith(b"\xff\xd9"):
+        return
     try:
         if fmt == "JPEG":
             image.draft(image.mode, (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
@@ -252,8 +260,8 @@ def _api_mode(im: Image.Image, fixes: list[str]) -> Image.Image:
 
 
 def _fit_pixels(
-    pixels: Image.Image, mask: np.ndarray, options: PreflightOptions, fixes: list[str]
-) -> tuple[Image.Image, np.ndarray, Placement]:
+    pixels: Image.Image, mask: Image.Image, options: PreflightOptions, fixes: list[str]
+) -> tuple[Image.Image, Image.Image, Placement]:
     w, h = pixels.size
     if options.oversize == "fail":
         raise InvalidInput(f"image is {w}x{h}, over {API_MAX_PIXELS:,} pixels (oversize = fail)")
@@ -264,17 +272,17 @@ def _fit_pixels(
     bw, bh = box[2] - box[0], box[3] - box[1]
     scale = min(1.0, math.sqrt(API_MAX_PIXELS / (bw * bh)))
     sent = (max(1, int(bw * scale)), max(1, int(bh * scale)))
-    region = pixels.crop(box) if box != (0, 0, w, h) else pixels
-    region_mask = mask[box[1]:box[3], box[0]:box[2]]
+    whole = box == (0, 0, w, h)
+    region = pixels if whole else pixels.crop(box)
+    region_mask = mask if whole else mask.crop(box)
     if sent != (bw, bh):
         region = region.resize(sent, Image.Resampling.LANCZOS)
-        region_mask = cv2.resize(region_mask, sent, interpolation=cv2.INTER_NEAREST)
+        region_mask = region_mask.resize(sent, Image.Resampling.NEAREST)
         fixes.append(f"downscaled {bw}x{bh} to {sent[0]}x{sent[1]} for the API, result blended back at full size")
-    return region, np.ascontiguousarray(region_mask), Placement(box, sent)
+    return region, region_mask, Placement(box, sent)
 
 
-def _crop_box(mask: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(mask)
-    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+def _crop_box(mask: Image.Image, w: int, h: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = mask.getbbox() or (0, 0, w, h)
     margin = max(64, (x1 - x0 + y1 - y0) // 2)
     return max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)

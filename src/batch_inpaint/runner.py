@@ -44,10 +44,9 @@ def check_inputs(settings: Settings) -> None:
     check_output_dir(settings.out_dir, settings.input_dir)
     if settings.dilate:
         from .preflight import dilation_radius
-        import numpy as np
 
         try:
-            dilation_radius(settings.dilate, np.zeros((1, 1), np.uint8))
+            dilation_radius(settings.dilate, None)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 

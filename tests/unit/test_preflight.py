@@ -41,8 +41,9 @@ def test_mask_size_mismatch_and_resize(tmp_path: Path) -> None:
 
 
 def test_dilation_by_pixels_and_percent() -> None:
-    mask = np.zeros((100, 100), np.uint8)
-    mask[40:60, 30:70] = 255
+    pixels = np.zeros((100, 100), np.uint8)
+    pixels[40:60, 30:70] = 255
+    mask = Image.fromarray(pixels)
     assert dilation_radius("12", mask) == 12 and dilation_radius("12px", mask) == 12
     assert dilation_radius("15%", mask) == 3  # 15% of a 40 px object, half on each side
     with pytest.raises(ValueError):

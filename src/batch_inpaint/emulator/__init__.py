@@ -1,6 +1,5 @@
-"""A local stand-in for the Clipdrop cleanup API: auth, credits, rate limit, validation and faults."""
+"""A local stand-in for the Clipdrop cleanup API: auth, credits, rate limit, validation and faults.
 
-from .app import EmulatorConfig, create_app
-from .server import serve
-
-__all__ = ["EmulatorConfig", "create_app", "serve"]
+`app` holds the ASGI app, `server` serves it with uvicorn, `cli` is the ``batch-inpaint emulator``
+command; they are imported on use, so the main CLI does not pay for a web server it does not run.
+"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -25,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from ..engines.local import inpaint_png
 from .limits import Window
 
-FAULTS = ("500", "502", "503", "429", "429bare", "reset", "hang", "truncate", "corrupt")
+from .cli import FAULTS
 MAX_PIXELS = 16_000_000
 MAX_BYTES = 30_000_000
 
@@ -46,7 +47,8 @@ class EmulatorConfig:
     log_path: Path | None = None
     exif: str = "ignore"
     grey_masks: str = "reject"
-    #: "inpaint" runs the local engine; "echo" returns the image itself as PNG (cheap, for benchmarks).
+    #: "inpaint" runs the local engine; "echo" returns the image itself as PNG; "stub" returns a cached
+    #: flat PNG of the right size (nearly free: for benchmarks of the client alone).
     work: str = "inpaint"
 
     def __post_init__(self) -> None:
@@ -162,7 +164,16 @@ def _check_mask(data: bytes, size: tuple[int, int], grey: str) -> None:
         raise Reject(400, "mask_file must contain only black (0) and white (255) pixels")
 
 
+@functools.lru_cache(maxsize=8)
+def _stub_png(size: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (90, 130, 60)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def _result_png(image: bytes, mask: bytes, config: EmulatorConfig) -> bytes:
+    if config.work == "stub":
+        return _stub_png(Image.open(io.BytesIO(image)).size)
     if config.exif == "apply":
         im = ImageOps.exif_transpose(Image.open(io.BytesIO(image)))
         buf = io.BytesIO()
@@ -266,6 +277,13 @@ def create_app(config: EmulatorConfig, abort: Callable[[Scope], None] | None = N
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "requests": len(state.log.entries)})
 
-    app = Starlette(routes=[Route("/cleanup/v1", cleanup, methods=["POST"]), Route("/_health", health)])
+    async def sink(request: Request) -> Response:
+        """Reads and drops a body: benchmarks measure what an upload alone costs the client."""
+        async for _ in request.stream():
+            pass
+        return Response(status_code=204)
+
+    app = Starlette(routes=[Route("/cleanup/v1", cleanup, methods=["POST"]), Route("/_health", health),
+                            Route("/_sink", sink, methods=["POST"])])
     app.state.emulator = state
     return app

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .app import FAULTS, EmulatorConfig
+
+FAULTS = ("500", "502", "503", "429", "429bare", "reset", "hang", "truncate", "corrupt")
 
 
 def add_emulator_parser(sub: Any) -> None:
@@ -30,7 +31,8 @@ def add_emulator_parser(sub: Any) -> None:
     p.add_argument("--hang-seconds", type=float, default=3600.0, help="how long a 'hang' fault hangs")
     p.add_argument("--exif", choices=("ignore", "apply"), default="ignore", help="whether the server applies EXIF orientation")
     p.add_argument("--grey-masks", choices=("reject", "threshold"), default="reject", help="grey mask pixels: 400 or thresholded")
-    p.add_argument("--work", choices=("inpaint", "echo"), default="inpaint", help="inpaint, or echo the image (cheap)")
+    p.add_argument("--work", choices=("inpaint", "echo", "stub"), default="inpaint",
+                   help="inpaint; echo the image back; or a flat stub picture (for client benchmarks)")
     p.add_argument("--seed", type=int, help="seed for faults and latency")
     p.add_argument("--log", type=Path, help="request log, JSON lines")
     p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM; with --tls-key)")
@@ -51,6 +53,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, float]:
 
 
 def run_emulator(args: argparse.Namespace) -> int:
+    from .app import EmulatorConfig
     from .server import serve
 
     try:

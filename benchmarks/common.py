@@ -1,0 +1,84 @@
+"""Shared pieces of the benchmarks: the emulator in a subprocess, measured CLI runs, small statistics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+WORK = Path(__file__).resolve().parent / ".work"
+
+
+@dataclass
+class Emulator:
+    url: str
+    log: Path
+
+    def entries(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def emulator(*args: str, keys: tuple[str, ...] = ("bench-key",), name: str = "emulator") -> Iterator[Emulator]:
+    log = WORK / f"{name}.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    key_args = [a for key in keys for a in ("--key", f"{key}=100000000")]
+    proc = subprocess.Popen([sys.executable, "-m", "batch_inpaint", "emulator", "--port", "0", "--log", str(log),
+                             *key_args, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        yield Emulator(line.rsplit(" ", 1)[1].strip(), log)
+    finally:
+        proc.terminate()
+        proc.wait()
+        proc.stdout.close()
+
+
+@dataclass
+class Measured:
+    seconds: float
+    cpu: float
+    max_rss_mb: float
+    returncode: int
+    stderr: str
+
+
+def measured_cli(*args: str, env: dict[str, str] | None = None) -> Measured:
+    """Run the CLI in a child and read that child's own CPU time and peak RSS from wait4."""
+    started = time.monotonic()
+    err = WORK / "cli.stderr"
+    with err.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "batch_inpaint", *args], stdout=subprocess.DEVNULL,
+                                stderr=fh, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(time.monotonic() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                    proc.returncode, err.read_text())
+
+
+def busiest(times: list[float], width: float = 60.0) -> int:
+    times = sorted(times)
+    best = start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= width:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
