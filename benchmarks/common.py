@@ -53,17 +53,29 @@ class Measured:
     stderr: str
 
 
+_LAUNCHER = """
+import json, os, sys
+err = sys.argv[1]
+pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "batch_inpaint", *sys.argv[2:]], os.environ,
+    file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                  (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)])
+_, status, ru = os.wait4(pid, 0)
+print(json.dumps([os.waitstatus_to_exitcode(status), ru.ru_utime + ru.ru_stime, ru.ru_maxrss]))
+"""
+
+
 def measured_cli(*args: str, env: dict[str, str] | None = None) -> Measured:
-    """Run the CLI in a child and read that child's own CPU time and peak RSS from wait4."""
+    """Run the CLI in a child and read that child's own CPU time and peak RSS from wait4.
+
+    Through a tiny launcher process: a child started straight from this (big) benchmark process would
+    count this process's pages in its peak RSS until its exec.
+    """
     started = time.monotonic()
     err = WORK / "cli.stderr"
-    with err.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "batch_inpaint", *args], stdout=subprocess.DEVNULL,
-                                stderr=fh, env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(time.monotonic() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                    proc.returncode, err.read_text())
+    done = subprocess.run([sys.executable, "-c", _LAUNCHER, str(err), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, check=True)
+    code, cpu, max_rss_kb = json.loads(done.stdout)
+    return Measured(time.monotonic() - started, cpu, max_rss_kb / 1024, code, err.read_text())
 
 
 def busiest(times: list[float], width: float = 60.0) -> int:

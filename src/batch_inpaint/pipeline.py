@@ -386,6 +386,7 @@ class Batch:
                     await self._process(prepared)
                 finally:
                     self._budget.release(cost)
+                    del prepared  # an idle worker must not keep its last picture alive
 
     async def _process(self, prepared: Prepared) -> None:
         key = prepared.pair.key
