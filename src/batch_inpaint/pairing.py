@@ -37,15 +37,26 @@ class FileSig:
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """One image and its mask. ``key`` is the image's path relative to the input (POSIX form)."""
+    """One image and its mask. ``key`` is the image's path relative to the input (POSIX form).
+
+    Paths are kept as strings: a walk makes millions of these, and most are skipped as done.
+    """
 
     key: str
-    image: Path
-    mask: Path | None
+    image_file: str
+    mask_file: str | None
     output_base: str
     image_sig: FileSig | None = None
     mask_sig: FileSig | None = None
     problem: str | None = None
+
+    @property
+    def image(self) -> Path:
+        return Path(self.image_file)
+
+    @property
+    def mask(self) -> Path | None:
+        return None if self.mask_file is None else Path(self.mask_file)
 
     def output_rel(self, fmt: str) -> str:
         return f"{self.output_base}.{'jpg' if fmt == 'jpg' else fmt}"
@@ -138,26 +149,35 @@ def _pairs_in_dir(
             sibling_masks.setdefault(stem[: -len(suffix)], entry)
         else:
             images.append(entry)
-    images = [e for e in images if _selected(rel_dir + e.name, rules)]
+    if rules.include or rules.exclude:
+        images = [e for e in images if _selected(rel_dir + e.name, rules)]
     stems = [os.path.splitext(e.name)[0] for e in images]
     clashing = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
-    mirror = _mirror_masks(rules.masks_dir / rel_dir if rules.masks_dir else None)
+    masks = sibling_masks if sibling_mode else _mirror_masks(rules.masks_dir / rel_dir if rules.masks_dir else None)
+    fixed_mask = str(rules.mask_file) if rules.mask_file is not None else None
+    fixed_sig = FileSig.of(rules.mask_file) if rules.mask_file is not None else None
     used: set[str] = set()
+    follow = rules.follow_symlinks
     for entry, stem in zip(images, stems):
         base = rel_dir + (entry.name if stem in clashing else stem)
-        mask = _find_mask(stem, rules, sibling_masks, mirror)
-        if mask is not None:
-            used.add(stem)
+        key = rel_dir + entry.name
+        mask_entry = masks.get(stem)
         try:
-            image_sig = _sig(entry, rules.follow_symlinks)
-            mask_sig = FileSig.of(mask) if mask is not None else None
+            image_sig = _sig(entry, follow)
+            if fixed_mask is not None:
+                mask_file, mask_sig = fixed_mask, fixed_sig
+            elif mask_entry is not None:
+                used.add(stem)
+                mask_file, mask_sig = mask_entry.path, _sig(mask_entry, True)
+            else:
+                mask_file, mask_sig = None, None
         except OSError as exc:
-            yield Pair(rel_dir + entry.name, Path(entry.path), mask, base, problem=f"cannot stat: {exc.strerror}")
+            yield Pair(key, entry.path, None, base, problem=f"cannot stat: {exc.strerror}")
             continue
-        yield Pair(rel_dir + entry.name, Path(entry.path), mask, base, image_sig, mask_sig)
-    orphans = set(sibling_masks) | set(mirror) if rules.mask_file is None else set()
-    for stem in sorted(orphans - used):
-        yield OrphanMask(Path(sibling_masks[stem].path) if stem in sibling_masks else mirror[stem])
+        yield Pair(key, entry.path, mask_file, base, image_sig, mask_sig)
+    if fixed_mask is None:
+        for stem in sorted(set(masks) - used):
+            yield OrphanMask(Path(masks[stem].path))
 
 
 def _selected(rel: str, rules: PairingRules) -> bool:
@@ -166,29 +186,20 @@ def _selected(rel: str, rules: PairingRules) -> bool:
     return not (rules.exclude and _matches(rel, rules.exclude))
 
 
-def _mirror_masks(mask_dir: Path | None) -> dict[str, Path]:
+def _mirror_masks(mask_dir: Path | None) -> dict[str, os.DirEntry[str]]:
     """Masks in the mirror folder by stem, any image format, PNG preferred."""
-    if mask_dir is None or not mask_dir.is_dir():
-        return {}
-    found: dict[str, Path] = {}
-    for entry in sorted(os.scandir(mask_dir), key=lambda e: e.name):
+    found: dict[str, os.DirEntry[str]] = {}
+    try:
+        entries = sorted(os.scandir(mask_dir), key=lambda e: e.name) if mask_dir is not None else []
+    except OSError:
+        return found
+    for entry in entries:
         if entry.name.startswith(".") or not is_image_name(entry.name) or not entry.is_file():
             continue
         stem, ext = os.path.splitext(entry.name)
         if stem not in found or ext.lower() == ".png":
-            found[stem] = Path(entry.path)
+            found[stem] = entry
     return found
-
-
-def _find_mask(
-    stem: str, rules: PairingRules, siblings: dict[str, os.DirEntry[str]], mirror: dict[str, Path]
-) -> Path | None:
-    if rules.mask_file is not None:
-        return rules.mask_file
-    if rules.masks_dir is not None:
-        return mirror.get(stem)
-    entry = siblings.get(stem)
-    return Path(entry.path) if entry is not None else None
 
 
 # --- an explicit list of pairs -------------------------------------------------------------------
@@ -222,7 +233,7 @@ def read_pairs_file(path: Path) -> Iterator[Pair]:
         except OSError as exc:
             problem = problem or f"cannot read {exc.filename}: {exc.strerror}"
             image_sig = mask_sig = None
-        yield Pair(image_s, image, mask, output_base, image_sig, mask_sig, problem)
+        yield Pair(image_s, str(image), str(mask) if mask else None, output_base, image_sig, mask_sig, problem)
 
 
 def _safe_output_base(raw: str, *, from_output: bool) -> str | None:

@@ -43,7 +43,7 @@ from .manifest import Manifest
 from .output import DISK_ERRNOS, output_path, write_atomic
 from .pairing import OrphanMask, Pair, PairingRules, read_pairs_file, walk
 from .preflight import Prepared, PreflightOptions, digest, prepare
-from .resume import Decision, decide
+from .resume import Decision, OutputIndex, decide
 from .retrying import RetryPolicy, is_retryable
 from .settings import Settings
 from .stats import RunStats
@@ -112,6 +112,7 @@ class Batch:
         self._consecutive_429 = 0
         self._in_progress: dict[str, anyio.Event] = {}
         self._dispatch = anyio.Lock()
+        self._outputs = OutputIndex(settings.out_dir)
         self._budget = ByteBudget(settings.inflight_mb * 1_000_000)
         self._intake_scope: anyio.CancelScope | None = None
         self._outer_scope: anyio.CancelScope | None = None
@@ -235,7 +236,7 @@ class Batch:
         for pair in pairs:
             self.stats.seen += 1
             row = rows.get(pair.key)
-            decision = decide(pair, row, settings_hash=self.settings_hash, out_dir=self.out_dir,
+            decision = decide(pair, row, settings_hash=self.settings_hash, outputs=self._outputs,
                               retry_failed=self.settings.retry_failed, force=self.settings.force)
             if decision is Decision.CHECK_HASH:
                 decision = await self._cpu_work(self._unchanged_content, pair, row)

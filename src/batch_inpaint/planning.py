@@ -12,7 +12,7 @@ from .manifest import Manifest
 from .pairing import OrphanMask, Pair, PairingRules, read_pairs_file, walk
 from .pipeline import settings_hash
 from .preflight import PreflightOptions, prepare
-from .resume import Decision, decide
+from .resume import Decision, OutputIndex, decide
 from .runner import check_inputs, manifest_path
 from .settings import Settings
 
@@ -52,12 +52,13 @@ def plan(settings: Settings) -> dict[str, object]:
     todo: list[Pair] = []
     orphans = 0
     assert settings.out_dir is not None
+    outputs = OutputIndex(settings.out_dir)
     for item in _pairs(settings):
         if isinstance(item, OrphanMask):
             orphans += 1
             continue
         row = manifest.lookup([item.key]).get(item.key) if manifest else None
-        if decide(item, row, settings_hash=shaping, out_dir=settings.out_dir, retry_failed=settings.retry_failed,
+        if decide(item, row, settings_hash=shaping, outputs=outputs, retry_failed=settings.retry_failed,
                   force=settings.force) is Decision.SKIP:
             outcome["already done or kept"] += 1
             continue

@@ -23,12 +23,33 @@ def _same(sig: FileSig | None, size: int | None, mtime_ns: int | None) -> bool:
     return sig.size == size and sig.mtime_ns == mtime_ns
 
 
+class OutputIndex:
+    """Which outputs exist, one directory listing at a time: items arrive grouped by folder, so a
+    re-run over a million done items lists each output folder once instead of a stat per item.
+    Outputs are only ever renamed into place whole, so existence is the check that matters."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.root = str(out_dir)
+        self._dir: str | None = None
+        self._names: set[str] = set()
+
+    def exists(self, rel: str) -> bool:
+        folder, _, name = rel.rpartition("/")
+        if folder != self._dir:
+            self._dir = folder
+            try:
+                self._names = set(os.listdir(f"{self.root}/{folder}" if folder else self.root))
+            except OSError:
+                self._names = set()
+        return name in self._names
+
+
 def decide(
     pair: Pair,
     row: ItemRow | None,
     *,
     settings_hash: str,
-    out_dir: Path,
+    outputs: OutputIndex,
     retry_failed: bool = False,
     force: bool = False,
 ) -> Decision:
@@ -43,17 +64,8 @@ def decide(
         return Decision.DUE
     if row.status in ("failed", "invalid"):
         return Decision.SKIP if same_inputs and not retry_failed else Decision.DUE
-    if row.status == "done" and not _output_intact(out_dir, row):
+    if row.status == "done" and (not row.output_path or not outputs.exists(row.output_path)):
         return Decision.DUE
     if row.status in ("done", "empty_mask"):
         return Decision.SKIP if same_inputs else Decision.CHECK_HASH
     return Decision.DUE
-
-
-def _output_intact(out_dir: Path, row: ItemRow) -> bool:
-    if not row.output_path:
-        return False
-    try:
-        return os.stat(out_dir / row.output_path).st_size == row.output_size
-    except OSError:
-        return False

@@ -19,7 +19,8 @@ from batch_inpaint.synthetic import jpeg_bytes, png_bytes, scene
 def pair_of(tmp_path: Path, image: bytes, mask: bytes, name: str = "x.jpg") -> Pair:
     (tmp_path / name).write_bytes(image)
     (tmp_path / "m.png").write_bytes(mask)
-    return Pair(name, tmp_path / name, tmp_path / "m.png", "x", FileSig.of(tmp_path / name), FileSig.of(tmp_path / "m.png"))
+    return Pair(name, str(tmp_path / name), str(tmp_path / "m.png"), "x", FileSig.of(tmp_path / name),
+                FileSig.of(tmp_path / "m.png"))
 
 
 def test_clean_jpeg_and_mask_go_out_untouched(tmp_path: Path) -> None:
@@ -85,8 +86,8 @@ def test_heavy_files_are_re_encoded_to_fit(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
-    pair = Pair("x.jpg", tmp_path / "nope.jpg", tmp_path / "nope.png", "x")
+    pair = Pair("x.jpg", str(tmp_path / "nope.jpg"), str(tmp_path / "nope.png"), "x")
     with pytest.raises(InvalidInput, match="cannot be read"):
         prepare(pair, PreflightOptions())
     with pytest.raises(InvalidInput, match="no mask"):
-        prepare(Pair("x.jpg", tmp_path / "x.jpg", None, "x"), PreflightOptions())
+        prepare(Pair("x.jpg", str(tmp_path / "x.jpg"), None, "x"), PreflightOptions())
