@@ -80,8 +80,8 @@ class Settings:
         separately, by ``inflight_mb`` (bytes in flight), so a generous count costs nothing."""
         if self.concurrency is not None:
             return self.concurrency
-        if self.engine == "local":
-            return max(2, os.cpu_count() or 2)
+        if self.engine == "local":  # twice the cores: a core never idles while a worker writes its file
+            return 2 * (os.cpu_count() or 2)
         return max(4, min(128, math.ceil(self.rate / 60.0 * 30.0) + 2))
 
     def output_shaping(self) -> dict[str, Any]:

@@ -1,0 +1,57 @@
+"""Run every benchmark and write benchmarks/RESULTS.md with the figures and the machine they came from.
+
+    python -m benchmarks.run_all            # the full set (about 25 minutes on 2 cores)
+    python -m benchmarks.run_all --quick    # smaller and shorter, for a first look (about 5 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+from . import cost_per_picture, local_engine, memory, noop_resume, rate_limit
+from .common import machine
+
+QUICK = {
+    "rate": ["--minutes", "0.75", "--runs", "1"],
+    "cost": ["--scale", "0.5", "--runs", "1"],
+    "memory": ["--small", "100", "--large", "400"],
+    "noop": ["--items", "20000", "--runs", "3"],
+    "local": ["--pictures", "40", "--runs", "1"],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="*", choices=list(QUICK), help="run only these")
+    args = parser.parse_args(argv)
+    steps = [("rate", rate_limit.main), ("cost", cost_per_picture.main), ("memory", memory.main),
+             ("noop", noop_resume.main), ("local", local_engine.main)]
+    sections = []
+    for name, run in steps:
+        if args.only and name not in args.only:
+            continue
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            run(QUICK[name] if args.quick else [])
+        text = buffer.getvalue()
+        print(text, end="", flush=True)
+        sections.append(text)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    body = "\n".join(f"```\n{s.rstrip()}\n```\n" for s in sections)
+    results = Path(__file__).with_name("RESULTS.md")
+    results.write_text(
+        f"# Benchmark results\n\nLatest run: {stamp}{' (--quick)' if args.quick else ''}, on {machine()}.\n"
+        f"Made by `python -m benchmarks.run_all`; see each script's docstring for what it measures.\n\n{body}"
+    )
+    print(f"wrote {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
