@@ -25,11 +25,15 @@ QUICK = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smaller and shorter runs")
     parser.add_argument("--only", nargs="*", choices=list(QUICK), help="run only these")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     steps = [("rate", rate_limit.main), ("cost", cost_per_picture.main), ("memory", memory.main),
              ("noop", noop_resume.main), ("local", local_engine.main)]
     sections = []

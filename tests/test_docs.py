@@ -29,7 +29,10 @@ def test_every_command_has_help(command: str) -> None:
 
 
 def test_every_option_in_the_readme_exists() -> None:
-    known = help_text("run") + help_text("emulator") + help_text("export") + help_text("status")
+    from benchmarks.run_all import build_parser as benchmark_parser
+
+    known = (help_text("run") + help_text("emulator") + help_text("export") + help_text("status")
+             + benchmark_parser().format_help())
     options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", README))
     missing = sorted(o for o in options if o not in known and o not in ("--version",))
     assert missing == []
