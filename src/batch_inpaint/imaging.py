@@ -10,6 +10,13 @@ import zlib
 import numpy as np
 from PIL import Image, ImageOps
 
+try:  # HEIC/HEIF photos, when the optional plugin is installed (pip install batch-inpaint[heif])
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+else:  # pragma: no cover
+    register_heif_opener()
+
 #: Above this many pixels a file is treated as a decompression bomb (well above any camera's size).
 MAX_PIXELS = 250_000_000
 ORIENTATION_TAG = 0x0112

@@ -239,7 +239,7 @@ class Batch:
             decision = decide(pair, row, settings_hash=self.settings_hash, outputs=self._outputs,
                               retry_failed=self.settings.retry_failed, force=self.settings.force)
             if decision is Decision.CHECK_HASH:
-                decision = await self._cpu_work(self._unchanged_content, pair, row)
+                decision = await self._check_content(pair, row)
             if decision is Decision.SKIP:
                 self._count_skipped(row.status if row else "")
                 continue
@@ -271,18 +271,13 @@ class Batch:
         else:
             self.stats.kept_failed += 1
 
-    def _unchanged_content(self, pair: Pair, row: Any) -> Decision:
+    async def _check_content(self, pair: Pair, row: Any) -> Decision:
         """Size or mtime moved: the item is still done only if both files hash the same as before."""
-        try:
-            same = digest(pair.image.read_bytes()) == row.image_hash and (
-                pair.mask is None or digest(pair.mask.read_bytes()) == row.mask_hash)
-        except OSError:
-            return Decision.DUE
-        if not same:
+        if not await self._cpu_work(_same_content, pair, row.image_hash, row.mask_hash):
             return Decision.DUE
         assert pair.image_sig is not None
         mask = (pair.mask_sig.size, pair.mask_sig.mtime_ns) if pair.mask_sig else None
-        self.manifest.refresh_signatures(pair.key, (pair.image_sig.size, pair.image_sig.mtime_ns), mask)
+        await self._db(self.manifest.refresh_signatures, pair.key, (pair.image_sig.size, pair.image_sig.mtime_ns), mask)
         return Decision.SKIP
 
     async def _preflight_loop(self, due_recv: ObjectReceiveStream[Pair], ready_send: ObjectSendStream[Prepared]) -> None:
@@ -379,6 +374,10 @@ class Batch:
                         return
                     if self.stopping:
                         continue
+                    # A pair identical to one already done (this run, or an earlier one unless --force)
+                    # is a copy: it needs neither a send slot nor a credit.
+                    if await self._reuse_done(prepared, this_run_only=self.settings.force):
+                        continue
                     cost = footprint(prepared)
                     await self._budget.acquire(cost)
                     if self.pacer is not None:
@@ -392,11 +391,11 @@ class Batch:
     async def _process(self, prepared: Prepared) -> None:
         key = prepared.pair.key
         content = prepared.content_key
-        while content in self._in_progress:  # an identical pair is being sent: wait for its result
-            await self._in_progress[content].wait()
-        # Also catches pairs identical to one done in an earlier run (not with --force, which redoes those).
-        if await self._reuse_done(prepared, this_run_only=self.settings.force):
-            return
+        if content in self._in_progress:  # an identical pair is being sent: wait, then copy its result
+            while content in self._in_progress:
+                await self._in_progress[content].wait()
+            if await self._reuse_done(prepared, this_run_only=self.settings.force):
+                return
         done = self._in_progress[content] = anyio.Event()
         started = time.time()
         try:
@@ -511,6 +510,14 @@ class Batch:
             if committed + 1 > budget:
                 raise CreditsExhausted(f"the budget of {budget:g} credits for this run is spent", status=None)
         self._reserved += 1
+
+
+def _same_content(pair: Pair, image_hash: str | None, mask_hash: str | None) -> bool:
+    try:
+        return digest(pair.image.read_bytes()) == image_hash and (
+            pair.mask is None or digest(pair.mask.read_bytes()) == mask_hash)
+    except OSError:
+        return False
 
 
 def _take(source: Iterator[T], n: int) -> list[T]:

@@ -204,3 +204,19 @@ async def test_a_failed_write_fails_the_item_and_a_full_disk_stops_the_run(
         assert batch.exit_code == 6 and len(engine.calls) == batch.stats.done + 1  # nothing sent after it
     else:
         assert batch.exit_code == 1 and batch.stats.done == 5
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("copy", [False, True])
+async def test_an_empty_mask_sends_nothing_and_can_copy_the_original(tree: Path, copy: bool) -> None:
+    from PIL import Image
+
+    Image.new("L", (64, 48), 0).save(tree / "in" / "masks" / "p1.png")
+    engine = FakeEngine()
+    batch = await run(tree, engine, copy_empty=copy)
+    assert batch.exit_code == 0 and batch.stats.empty_mask == 1 and len(engine.calls) == 5
+    assert statuses(tree)["p1.jpg"] == "empty_mask"
+    assert (tree / "out" / "p1.png").exists() is copy
+    if copy:
+        with Image.open(tree / "out" / "p1.png") as out, Image.open(tree / "in" / "photos" / "p1.jpg") as original:
+            assert out.size == original.size
