@@ -16,11 +16,13 @@ EXPORT_COLUMNS = ("key", "status", "error_status", "error", "output_path", "outp
 
 
 def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
+    counts = [(stats.done, "done"), (stats.copied, "copied from identical pairs"),
+              (stats.already_done, "already done"), (stats.failed, "failed"), (stats.invalid, "invalid"),
+              (stats.kept_failed, "failed before (not retried; see --retry-failed)"),
+              (stats.no_mask, "without a mask"), (stats.empty_mask, "with an empty mask")]
+    shown = ", ".join(f"{n} {what}" for n, what in counts if n) or "nothing to do"
     lines = [
-        f"batch-inpaint: {stats.seen} images seen: {stats.done} done, {stats.copied} copied from identical pairs, "
-        f"{stats.already_done} already done, {stats.failed} failed, {stats.invalid} invalid, "
-        f"{stats.kept_failed} failed before (not retried; --retry-failed), {stats.no_mask} without a mask, "
-        f"{stats.empty_mask} with an empty mask",
+        f"batch-inpaint: {stats.seen} images seen: {shown}",
         f"requests {stats.requests} (retries {stats.retries}, rate-limited {stats.rate_limited}), "
         f"credits used {stats.credits_used}"
         + (f", remaining {stats.remaining_credits}" if stats.remaining_credits is not None else "")
