@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     steps = [("rate", rate_limit.main), ("cost", cost_per_picture.main), ("memory", memory.main),
              ("noop", noop_resume.main), ("local", local_engine.main)]
-    sections = []
+    kept = Path(__file__).with_name("results")  # one file per benchmark: --only refreshes just those
+    kept.mkdir(exist_ok=True)
     for name, run in steps:
         if args.only and name not in args.only:
             continue
@@ -45,12 +46,17 @@ def main(argv: list[str] | None = None) -> int:
             run(QUICK[name] if args.quick else [])
         text = buffer.getvalue()
         print(text, end="", flush=True)
-        sections.append(text)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    body = "\n".join(f"```\n{s.rstrip()}\n```\n" for s in sections)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        (kept / f"{name}.txt").write_text(f"{stamp}{' --quick' if args.quick else ''}\n{text}")
+    body = ""
+    for name, _ in steps:
+        section = kept / f"{name}.txt"
+        if section.exists():
+            stamp, _, text = section.read_text().partition("\n")
+            body += f"Run {stamp}:\n\n```\n{text.rstrip()}\n```\n\n"
     results = Path(__file__).with_name("RESULTS.md")
     results.write_text(
-        f"# Benchmark results\n\nLatest run: {stamp}{' (--quick)' if args.quick else ''}, on {machine()}.\n"
+        f"# Benchmark results\n\nOn {machine()}.\n"
         f"Made by `python -m benchmarks.run_all`; see each script's docstring for what it measures.\n\n{body}"
     )
     print(f"wrote {results}")
