@@ -442,9 +442,15 @@ class Batch:
         request = InpaintRequest(prepared.image_bytes, prepared.image_type, prepared.mask_png, prepared.size,
                                  self.settings.mode, prepared.pair.key)
         start = self.clock.now()
+        rate_limited = 0
 
         def stop(state: RetryCallState) -> bool:
-            return (state.attempt_number >= self.policy.max_attempts or self.stopping
+            """A 429 says nothing about the item, only about pacing: it does not use up an attempt.
+            The per-item time cap still bounds an item that is rate-limited forever."""
+            nonlocal rate_limited
+            if state.outcome is not None and isinstance(state.outcome.exception(), RateLimited):
+                rate_limited += 1
+            return (state.attempt_number - rate_limited >= self.policy.max_attempts or self.stopping
                     or self.clock.now() - start >= self.policy.max_seconds)
 
         def wait(state: RetryCallState) -> float:

@@ -88,9 +88,9 @@ def test_identical_pairs_are_sent_once(emulator, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume(emulator, tmp_path: Path) -> None:
-    names = [f"k{i:02d}" for i in range(30)]
+    names = [f"k{i:02d}" for i in range(60)]  # 12 s of work at 300/min: many more rounds than kills needed
     write_tree(tmp_path / "data", names, size=(160, 120), seed=2)
-    emu = emulator("--latency-mean", "0.15", "--latency-spread", "0.5")
+    emu = emulator("--rate", "100000", "--latency-mean", "0.15", "--latency-spread", "0.5")
     out = tmp_path / "out"
     config = write_config(tmp_path / "c.toml", **FAST_RETRIES)
     rng = random.Random(1234)
@@ -99,7 +99,7 @@ def test_kill_9_at_random_moments_then_resume(emulator, tmp_path: Path) -> None:
     for round_no in range(40):
         proc = start_cli(*args(tmp_path / "data", out, emu.url, "--rate", "300", "--config", str(config)), key="test-key")
         try:
-            proc.wait(timeout=rng.uniform(0.8, 2.5))
+            proc.wait(timeout=rng.uniform(0.6, 1.6))
             stdout, stderr = proc.communicate()
             assert proc.returncode == 0, stderr
             break
@@ -110,7 +110,7 @@ def test_kill_9_at_random_moments_then_resume(emulator, tmp_path: Path) -> None:
             in_flight_at_kills += sum(1 for r in manifest_rows(out) if r["status"] == "in_flight")
     assert kills >= 5, "the runs finished before they could be killed often enough"
     final = run_cli(*args(tmp_path / "data", out, emu.url, "--rate", "1200", "--config", str(config)), key="test-key")
-    assert final.returncode == 0 and "30 already done" in final.stderr
+    assert final.returncode == 0 and "60 already done" in final.stderr
     for photo, mask, rel in pairs_of(tmp_path / "data"):
         check_output(photo, mask, out / rel)
     assert [p for p in out.rglob("*.part")] == []

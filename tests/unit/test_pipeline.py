@@ -220,3 +220,10 @@ async def test_an_empty_mask_sends_nothing_and_can_copy_the_original(tree: Path,
     if copy:
         with Image.open(tree / "out" / "p1.png") as out, Image.open(tree / "in" / "photos" / "p1.jpg") as original:
             assert out.size == original.size
+
+
+@pytest.mark.asyncio
+async def test_429s_do_not_use_up_attempts(tree: Path) -> None:
+    engine = FakeEngine([RateLimited(0.5)] * 6 + [ServerError(503, "x")] * 3)
+    batch = await run(tree, engine, concurrency=1)  # 4 attempts allowed: 6 429s and 3 503s still succeed
+    assert batch.exit_code == 0 and batch.stats.rate_limited == 6 and batch.stats.done == 6
