@@ -37,9 +37,6 @@ class FakeClock:
     def now(self) -> float:
         return self._now
 
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
-
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         deadline = self._now + max(0.0, seconds)

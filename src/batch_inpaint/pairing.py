@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from .errors import ConfigError
+from .settings import Settings
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif"}
@@ -78,6 +79,16 @@ class PairingRules:
     follow_symlinks: bool = False
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+
+
+def pairs_for(s: Settings) -> Iterator["Pair | OrphanMask"]:
+    """Every pair the settings describe: the explicit list when there is one, else the walk."""
+    if s.pairs_file is not None:
+        return iter(read_pairs_file(s.pairs_file))
+    if s.input_dir is None:
+        raise ConfigError("no input folder")
+    rules = PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude)
+    return walk(s.input_dir, rules)
 
 
 def is_image_name(name: str) -> bool:

@@ -41,7 +41,7 @@ from .errors import (
 from .inflight import ByteBudget, footprint
 from .manifest import Manifest
 from .output import DISK_ERRNOS, output_path, write_atomic
-from .pairing import OrphanMask, Pair, PairingRules, read_pairs_file, walk
+from .pairing import OrphanMask, Pair, pairs_for
 from .preflight import Prepared, PreflightOptions, digest, prepare
 from .resume import Decision, OutputIndex, decide
 from .retrying import RetryPolicy, is_retryable
@@ -100,7 +100,7 @@ class Batch:
         self.pacer = Pacer(settings.rate, clock=self.clock) if engine.paid else None
         self.stats = RunStats()
         self.settings_hash = settings_hash(settings)
-        self.options = PreflightOptions(settings.mask_threshold, settings.dilate, settings.resize_mask, settings.oversize)
+        self.options = PreflightOptions.from_settings(settings)
         self.stop_error: RunStopped | None = None
         self.signal_exit: int | None = None
         self.stopping = False
@@ -205,16 +205,8 @@ class Batch:
                     for _ in range((os.cpu_count() or 2) + 1):
                         tg.start_soon(self._preflight_loop, due_recv.clone(), ready_send.clone())
 
-    def _source(self) -> Iterator[Pair | OrphanMask]:
-        s = self.settings
-        if s.pairs_file is not None:
-            return iter(read_pairs_file(s.pairs_file))
-        assert s.input_dir is not None
-        rules = PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude)
-        return walk(s.input_dir, rules)
-
     async def _feed(self, due_send: ObjectSendStream[Pair]) -> None:
-        source = self._source()
+        source = pairs_for(self.settings)
         async with due_send:
             while True:
                 chunk = await anyio.to_thread.run_sync(_take, source, WALK_CHUNK)
@@ -391,11 +383,11 @@ class Batch:
     async def _process(self, prepared: Prepared) -> None:
         key = prepared.pair.key
         content = prepared.content_key
-        if content in self._in_progress:  # an identical pair is being sent: wait, then copy its result
-            while content in self._in_progress:
-                await self._in_progress[content].wait()
-            if await self._reuse_done(prepared, this_run_only=self.settings.force):
-                return
+        while content in self._in_progress:  # an identical pair is being sent: wait for its result
+            await self._in_progress[content].wait()
+        # Asked again: an identical pair may have finished while this one waited for its send slot.
+        if await self._reuse_done(prepared, this_run_only=self.settings.force):
+            return
         done = self._in_progress[content] = anyio.Event()
         started = time.time()
         try:

@@ -5,24 +5,15 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 from .errors import InvalidInput
 from .manifest import Manifest
-from .pairing import OrphanMask, Pair, PairingRules, read_pairs_file, walk
+from .pairing import OrphanMask, Pair, pairs_for
 from .pipeline import settings_hash
 from .preflight import PreflightOptions, prepare
 from .resume import Decision, OutputIndex, decide
 from .runner import check_inputs, manifest_path
 from .settings import Settings
-
-
-def _pairs(s: Settings) -> Iterator[Pair | OrphanMask]:
-    if s.pairs_file is not None:
-        return iter(read_pairs_file(s.pairs_file))
-    assert s.input_dir is not None
-    return walk(s.input_dir, PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive,
-                                          s.follow_symlinks, s.include, s.exclude))
 
 
 def _check(pair: Pair, options: PreflightOptions) -> tuple[str, str]:
@@ -43,7 +34,7 @@ def _check(pair: Pair, options: PreflightOptions) -> tuple[str, str]:
 
 def plan(settings: Settings) -> dict[str, object]:
     check_inputs(settings)
-    options = PreflightOptions(settings.mask_threshold, settings.dilate, settings.resize_mask, settings.oversize)
+    options = PreflightOptions.from_settings(settings)
     path = manifest_path(settings)
     manifest = Manifest(path) if path.is_file() else None
     shaping = settings_hash(settings)
@@ -53,7 +44,7 @@ def plan(settings: Settings) -> dict[str, object]:
     orphans = 0
     assert settings.out_dir is not None
     outputs = OutputIndex(settings.out_dir)
-    for item in _pairs(settings):
+    for item in pairs_for(settings):
         if isinstance(item, OrphanMask):
             orphans += 1
             continue

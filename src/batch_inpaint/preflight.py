@@ -22,6 +22,7 @@ from PIL import Image
 from . import imaging
 from .errors import InvalidInput
 from .pairing import Pair
+from .settings import Settings
 
 API_MAX_PIXELS = 16_000_000
 API_MAX_BYTES = 30_000_000
@@ -35,6 +36,10 @@ class PreflightOptions:
     dilate: str | None = None
     resize_mask: bool = False
     oversize: str = "downscale"
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "PreflightOptions":
+        return cls(s.mask_threshold, s.dilate, s.resize_mask, s.oversize)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -97,9 +96,6 @@ class Settings:
             "format": [self.output_format, self.quality if self.output_format != "png" else None],
         }
         return shaping
-
-    def with_changes(self, **changes: Any) -> "Settings":
-        return dataclasses.replace(self, **changes)
 
 
 _PATH_FIELDS = {f.name for f in fields(Settings) if "Path" in str(f.type)}
