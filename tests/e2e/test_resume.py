@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -96,19 +97,22 @@ def test_kill_9_at_random_moments_then_resume(emulator, tmp_path: Path) -> None:
     rng = random.Random(1234)
     in_flight_at_kills = 0
     kills = 0
-    for round_no in range(40):
+    while kills < 10:
         proc = start_cli(*args(tmp_path / "data", out, emu.url, "--rate", "300", "--config", str(config)), key="test-key")
         try:
             proc.wait(timeout=rng.uniform(0.6, 1.6))
-            stdout, stderr = proc.communicate()
-            assert proc.returncode == 0, stderr
-            break
-        except Exception:
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
             kills += 1
-            in_flight_at_kills += sum(1 for r in manifest_rows(out) if r["status"] == "in_flight")
+            in_flight_at_kills += sum(1 for r in _rows_or_empty(out) if r["status"] == "in_flight")
+            continue
+        _, stderr = proc.communicate()
+        assert proc.returncode == 0, stderr
+        break
     assert kills >= 5, "the runs finished before they could be killed often enough"
+    resumed = run_cli(*args(tmp_path / "data", out, emu.url, "--rate", "1200", "--config", str(config)), key="test-key")
+    assert resumed.returncode == 0, resumed.stderr
     final = run_cli(*args(tmp_path / "data", out, emu.url, "--rate", "1200", "--config", str(config)), key="test-key")
     assert final.returncode == 0 and "60 already done" in final.stderr
     for photo, mask, rel in pairs_of(tmp_path / "data"):
