@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import anyio
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -23,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .. import imaging
 from ..engines.local import inpaint_png
 from .limits import Window
 
@@ -166,29 +166,18 @@ def _check_mask(data: bytes, size: tuple[int, int], grey: str) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _stub_png(size: tuple[int, int]) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (90, 130, 60)).save(buf, "PNG")
-    return buf.getvalue()
+    return imaging.encode_png(Image.new("RGB", size, (90, 130, 60)), compress_level=6)
 
 
 def _result_png(image: bytes, mask: bytes, config: EmulatorConfig) -> bytes:
     if config.work == "stub":
         return _stub_png(Image.open(io.BytesIO(image)).size)
     if config.exif == "apply":
-        im = ImageOps.exif_transpose(Image.open(io.BytesIO(image)))
-        buf = io.BytesIO()
-        im.save(buf, "PNG", compress_level=1)
-        image = buf.getvalue()
+        image = imaging.encode_png(imaging.upright(Image.open(io.BytesIO(image))))
     if config.work == "echo":
-        im = Image.open(io.BytesIO(image))
-        buf = io.BytesIO()
-        im.save(buf, "PNG", compress_level=1)
-        return buf.getvalue()
+        return imaging.encode_png(Image.open(io.BytesIO(image)))
     if config.grey_masks == "threshold":
-        arr = np.asarray(Image.open(io.BytesIO(mask)).convert("L"))
-        buf = io.BytesIO()
-        Image.fromarray(np.where(arr >= 128, 255, 0).astype(np.uint8)).save(buf, "PNG")
-        mask = buf.getvalue()
+        mask = imaging.encode_png(imaging.strict_mask(Image.open(io.BytesIO(mask)), 128))
     return inpaint_png(image, mask)
 
 

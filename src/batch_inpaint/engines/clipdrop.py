@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import ssl
 from decimal import Decimal, InvalidOperation
@@ -141,8 +142,6 @@ def _certificate_failure(exc: BaseException) -> str | None:
 
 def _verify_png(body: bytes) -> None:
     try:
-        import io
-
         Image.open(io.BytesIO(body)).verify()
     except Exception as exc:
         raise BrokenResponse(f"result PNG is corrupt or truncated ({type(exc).__name__})") from None
