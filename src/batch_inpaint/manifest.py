@@ -10,9 +10,8 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from .errors import ManifestError
 
@@ -48,8 +47,9 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ItemRow:
+class ItemRow(NamedTuple):
+    """What a re-run needs to know of an item: read for every item walked, so a plain tuple."""
+
     key: str
     status: str
     image_size: int | None
@@ -63,7 +63,7 @@ class ItemRow:
     output_size: int | None
 
 
-_ROW_COLUMNS = ", ".join(ItemRow.__slots__)
+_ROW_COLUMNS = ", ".join(ItemRow._fields)
 
 
 class Manifest:
@@ -136,11 +136,13 @@ class Manifest:
 
     def lookup(self, keys: Sequence[str]) -> dict[str, ItemRow]:
         found: dict[str, ItemRow] = {}
+        cursor = self._db.cursor()
+        cursor.row_factory = None  # plain tuples: a re-run reads a row for every item it walks
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(f"SELECT {_ROW_COLUMNS} FROM items WHERE key IN ({marks})", chunk):
-                found[row["key"]] = ItemRow(*row)
+            for row in cursor.execute(f"SELECT {_ROW_COLUMNS} FROM items WHERE key IN ({marks})", chunk):
+                found[row[0]] = ItemRow(*row)
         return found
 
     def upsert_seen(self, rows: Iterable[dict[str, Any]]) -> None:

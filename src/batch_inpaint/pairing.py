@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from .errors import ConfigError
 from .settings import Settings
@@ -23,8 +23,7 @@ IMAGE_EXTENSIONS = frozenset(
 TOOL_DIR = ".batch-inpaint"
 
 
-@dataclass(frozen=True, slots=True)
-class FileSig:
+class FileSig(NamedTuple):
     """What a file looks like without reading it: a change means it must be looked at again."""
 
     size: int
@@ -36,11 +35,10 @@ class FileSig:
         return cls(st.st_size, st.st_mtime_ns)
 
 
-@dataclass(frozen=True, slots=True)
-class Pair:
+class Pair(NamedTuple):
     """One image and its mask. ``key`` is the image's path relative to the input (POSIX form).
 
-    Paths are kept as strings: a walk makes millions of these, and most are skipped as done.
+    A tuple with paths kept as strings: a walk makes millions of these, and most are skipped as done.
     """
 
     key: str
@@ -91,8 +89,16 @@ def pairs_for(s: Settings) -> Iterator["Pair | OrphanMask"]:
     return walk(s.input_dir, rules)
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """(stem, lower-case extension), as os.path.splitext would give for a file name, at a third of the cost."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem.strip("."):
+        return name, ""
+    return stem, "." + ext.lower()
+
+
 def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    return split_name(name)[1] in IMAGE_EXTENSIONS
 
 
 def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
@@ -100,9 +106,30 @@ def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def _sig(entry: os.DirEntry[str], follow: bool) -> FileSig:
-    st = entry.stat(follow_symlinks=follow)
-    return FileSig(st.st_size, st.st_mtime_ns)
+class _Folder:
+    """An open directory: files in it are stat'ed by name, which spares the kernel a walk of the whole
+    path for every file. Stat'ing is most of what a re-run over a million done items costs."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        if _STAT_BY_FD:
+            try:
+                self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                pass  # stat'ed by path below, which gives the real error per file
+
+    def sig(self, name: str, follow: bool) -> FileSig:
+        st = os.stat(name if self._fd is not None else f"{self.path}/{name}", dir_fd=self._fd, follow_symlinks=follow)
+        return FileSig(st.st_size, st.st_mtime_ns)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_STAT_BY_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
 
 
 def walk(root: Path, rules: PairingRules) -> Iterator[Pair | OrphanMask]:
@@ -114,81 +141,102 @@ def walk(root: Path, rules: PairingRules) -> Iterator[Pair | OrphanMask]:
     if rules.mask_file is not None and not rules.mask_file.is_file():
         raise ConfigError(f"{rules.mask_file}: mask file not found")
     seen_dirs: set[tuple[int, int]] = set()
-    yield from _walk_dir(root, "", rules, seen_dirs)
+    yield from _walk_dir(str(root), "", rules, seen_dirs)
 
 
-def _walk_dir(
-    directory: Path, rel_dir: str, rules: PairingRules, seen_dirs: set[tuple[int, int]]
-) -> Iterator[Pair | OrphanMask]:
-    if rules.follow_symlinks:
-        st = directory.stat()
+def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[tuple[int, int]]) -> Iterator[Pair | OrphanMask]:
+    follow = rules.follow_symlinks
+    if follow:
+        st = os.stat(directory)
         if (st.st_dev, st.st_ino) in seen_dirs:
             return  # a symlink loop
         seen_dirs.add((st.st_dev, st.st_ino))
+    files: list[tuple[str, str]] = []  # (name, stem)
+    subdirs: list[str] = []
     try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue  # hidden files, and the tool's own folder
+                try:
+                    if entry.is_dir(follow_symlinks=follow):
+                        subdirs.append(name)
+                    elif entry.is_file(follow_symlinks=follow):
+                        stem, ext = split_name(name)
+                        if ext in IMAGE_EXTENSIONS:
+                            files.append((name, stem))
+                except OSError:
+                    continue
     except OSError:
         return
-    files: list[os.DirEntry[str]] = []
-    subdirs: list[os.DirEntry[str]] = []
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue  # hidden files, and the tool's own folder
-        try:
-            if entry.is_dir(follow_symlinks=rules.follow_symlinks):
-                subdirs.append(entry)
-            elif entry.is_file(follow_symlinks=rules.follow_symlinks) and is_image_name(entry.name):
-                files.append(entry)
-        except OSError:
-            continue
+    files.sort()
+    subdirs.sort()
     yield from _pairs_in_dir(directory, rel_dir, files, rules)
     if rules.recursive:
         for sub in subdirs:
-            yield from _walk_dir(Path(sub.path), f"{rel_dir}{sub.name}/", rules, seen_dirs)
+            yield from _walk_dir(f"{directory}/{sub}", f"{rel_dir}{sub}/", rules, seen_dirs)
 
 
 def _pairs_in_dir(
-    directory: Path, rel_dir: str, files: list[os.DirEntry[str]], rules: PairingRules
+    directory: str, rel_dir: str, files: list[tuple[str, str]], rules: PairingRules
 ) -> Iterator[Pair | OrphanMask]:
-    sibling_masks: dict[str, os.DirEntry[str]] = {}
-    images: list[os.DirEntry[str]] = []
-    suffix = rules.mask_suffix
     sibling_mode = rules.masks_dir is None and rules.mask_file is None
-    for entry in files:
-        stem = os.path.splitext(entry.name)[0]
+    suffix = rules.mask_suffix
+    images: list[tuple[str, str]] = []  # (name, stem)
+    masks: dict[str, str] = {}  # stem of the image it belongs to -> mask file name
+    for name, stem in files:
         if sibling_mode and suffix and stem.endswith(suffix):
-            sibling_masks.setdefault(stem[: -len(suffix)], entry)
+            masks.setdefault(stem[: -len(suffix)], name)
         else:
-            images.append(entry)
+            images.append((name, stem))
     if rules.include or rules.exclude:
-        images = [e for e in images if _selected(rel_dir + e.name, rules)]
-    stems = [os.path.splitext(e.name)[0] for e in images]
+        images = [(n, s) for n, s in images if _selected(rel_dir + n, rules)]
+    stems = [stem for _, stem in images]
     clashing = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
-    masks = sibling_masks if sibling_mode else _mirror_masks(rules.masks_dir / rel_dir if rules.masks_dir else None)
+    here = _Folder(directory)
+    mask_folder = here
+    if rules.masks_dir is not None:
+        mask_folder = _Folder(str(rules.masks_dir / rel_dir) if rel_dir else str(rules.masks_dir))
+        masks = _mirror_masks(mask_folder.path)
+    try:
+        yield from _pairs(here, mask_folder, rel_dir, images, masks, clashing, rules)
+    finally:
+        here.close()
+        mask_folder.close()
+
+
+def _pairs(
+    here: _Folder, mask_folder: _Folder, rel_dir: str, images: list[tuple[str, str]], masks: dict[str, str],
+    clashing: set[str], rules: PairingRules,
+) -> Iterator[Pair | OrphanMask]:
     fixed_mask = str(rules.mask_file) if rules.mask_file is not None else None
     fixed_sig = FileSig.of(rules.mask_file) if rules.mask_file is not None else None
     used: set[str] = set()
     follow = rules.follow_symlinks
-    for entry, stem in zip(images, stems):
-        base = rel_dir + (entry.name if stem in clashing else stem)
-        key = rel_dir + entry.name
-        mask_entry = masks.get(stem)
+    directory, mask_dir = here.path, mask_folder.path
+    image_sig_of, mask_sig_of = here.sig, mask_folder.sig
+    for name, stem in images:
+        key = rel_dir + name
+        mask_name = masks.get(stem)
         try:
-            image_sig = _sig(entry, follow)
+            image_sig = image_sig_of(name, follow)
             if fixed_mask is not None:
                 mask_file, mask_sig = fixed_mask, fixed_sig
-            elif mask_entry is not None:
+            elif mask_name is not None:
                 used.add(stem)
-                mask_file, mask_sig = mask_entry.path, _sig(mask_entry, True)
+                mask_file, mask_sig = f"{mask_dir}/{mask_name}", mask_sig_of(mask_name, True)
             else:
                 mask_file, mask_sig = None, None
         except OSError as exc:
-            yield Pair(key, entry.path, None, base, problem=f"cannot stat: {exc.strerror}")
+            yield Pair(key, f"{directory}/{name}", None, rel_dir + (name if stem in clashing else stem),
+                       problem=f"cannot stat: {exc.strerror}")
             continue
-        yield Pair(key, entry.path, mask_file, base, image_sig, mask_sig)
+        yield Pair(key, f"{directory}/{name}", mask_file, rel_dir + (name if stem in clashing else stem),
+                   image_sig, mask_sig)
     if fixed_mask is None:
         for stem in sorted(set(masks) - used):
-            yield OrphanMask(Path(masks[stem].path))
+            yield OrphanMask(Path(f"{mask_dir}/{masks[stem]}"))
 
 
 def _selected(rel: str, rules: PairingRules) -> bool:
@@ -197,19 +245,18 @@ def _selected(rel: str, rules: PairingRules) -> bool:
     return not (rules.exclude and _matches(rel, rules.exclude))
 
 
-def _mirror_masks(mask_dir: Path | None) -> dict[str, os.DirEntry[str]]:
-    """Masks in the mirror folder by stem, any image format, PNG preferred."""
-    found: dict[str, os.DirEntry[str]] = {}
+def _mirror_masks(mask_dir: str) -> dict[str, str]:
+    """Mask file names in the mirror folder by stem, any image format, PNG preferred."""
+    found: dict[str, str] = {}
     try:
-        entries = sorted(os.scandir(mask_dir), key=lambda e: e.name) if mask_dir is not None else []
+        with os.scandir(mask_dir) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_file())
     except OSError:
         return found
-    for entry in entries:
-        if entry.name.startswith(".") or not is_image_name(entry.name) or not entry.is_file():
-            continue
-        stem, ext = os.path.splitext(entry.name)
-        if stem not in found or ext.lower() == ".png":
-            found[stem] = entry
+    for name in names:
+        stem, ext = split_name(name)
+        if ext in IMAGE_EXTENSIONS and (stem not in found or ext == ".png"):
+            found[stem] = name
     return found
 
 

@@ -39,7 +39,7 @@ from .errors import (
     TransportError,
 )
 from .inflight import ByteBudget, footprint
-from .manifest import Manifest
+from .manifest import ItemRow, Manifest
 from .output import DISK_ERRNOS, output_path, write_atomic
 from .pairing import OrphanMask, Pair, pairs_for
 from .preflight import Prepared, PreflightOptions, digest, prepare
@@ -49,7 +49,7 @@ from .settings import Settings
 from .stats import RunStats
 
 T = TypeVar("T")
-WALK_CHUNK = 256
+WALK_CHUNK = 500
 
 
 class Observer(Protocol):
@@ -208,32 +208,30 @@ class Batch:
     async def _feed(self, due_send: ObjectSendStream[Pair]) -> None:
         source = pairs_for(self.settings)
         async with due_send:
-            while True:
-                chunk = await anyio.to_thread.run_sync(_take, source, WALK_CHUNK)
-                if not chunk:
-                    break
+            while chunk := await anyio.to_thread.run_sync(_take, source, WALK_CHUNK):
                 for due in await self._triage(chunk):
                     await due_send.send(due)
         self.stats.walk_finished = True
 
     async def _triage(self, chunk: list[Pair | OrphanMask]) -> list[Pair]:
         """Decide, for a chunk of walked pairs, which are due; record new and changed ones."""
-        pairs = [p for p in chunk if isinstance(p, Pair)]
-        for orphan in chunk:
-            if isinstance(orphan, OrphanMask):
-                self.stats.orphan(str(orphan.path))
-        rows = await self._db(self.manifest.lookup, [p.key for p in pairs])
+        pairs: list[Pair] = []
+        for item in chunk:
+            if isinstance(item, Pair):
+                pairs.append(item)
+            else:
+                self.stats.orphan(str(item.path))
+        self.stats.seen += len(pairs)
+        skipped, undecided = await self._db(self._classify, pairs)
+        for status, count in skipped.items():
+            self._count_skipped(status, count)
         due: list[Pair] = []
         seen: list[dict[str, Any]] = []
-        for pair in pairs:
-            self.stats.seen += 1
-            row = rows.get(pair.key)
-            decision = decide(pair, row, settings_hash=self.settings_hash, outputs=self._outputs,
-                              retry_failed=self.settings.retry_failed, force=self.settings.force)
+        for pair, row, decision in undecided:
             if decision is Decision.CHECK_HASH:
                 decision = await self._check_content(pair, row)
             if decision is Decision.SKIP:
-                self._count_skipped(row.status if row else "")
+                self._count_skipped(row.status if row else "", 1)
                 continue
             status, error = self._walk_status(pair)
             seen.append(_seen_row(pair, status, error))
@@ -248,6 +246,23 @@ class Batch:
         self.stats.due += len(due)
         return due
 
+    def _classify(self, pairs: list[Pair]) -> tuple[dict[str, int], list[tuple[Pair, ItemRow | None, Decision]]]:
+        """In the manifest thread: skip what is done and unchanged (counted by status), return the rest.
+
+        A re-run over a million done items spends its time here, so the common case stays this small."""
+        rows = self.manifest.lookup([p.key for p in pairs])
+        skipped: dict[str, int] = {}
+        undecided: list[tuple[Pair, ItemRow | None, Decision]] = []
+        for pair in pairs:
+            row = rows.get(pair.key)
+            decision = decide(pair, row, settings_hash=self.settings_hash, outputs=self._outputs,
+                              retry_failed=self.settings.retry_failed, force=self.settings.force)
+            if decision is Decision.SKIP and row is not None:
+                skipped[row.status] = skipped.get(row.status, 0) + 1
+            else:
+                undecided.append((pair, row, decision))
+        return skipped, undecided
+
     def _walk_status(self, pair: Pair) -> tuple[str, str | None]:
         if pair.problem is not None:
             return "invalid", pair.problem
@@ -255,13 +270,13 @@ class Batch:
             return "no_mask", "no mask for this image"
         return "pending", None
 
-    def _count_skipped(self, status: str) -> None:
+    def _count_skipped(self, status: str, count: int) -> None:
         if status in ("done", "empty_mask"):
-            self.stats.already_done += 1
+            self.stats.already_done += count
         elif status == "no_mask":
-            self.stats.no_mask += 1
+            self.stats.no_mask += count
         else:
-            self.stats.kept_failed += 1
+            self.stats.kept_failed += count
 
     async def _check_content(self, pair: Pair, row: Any) -> Decision:
         """Size or mtime moved: the item is still done only if both files hash the same as before."""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from batch_inpaint.errors import ConfigError
-from batch_inpaint.pairing import OrphanMask, Pair, PairingRules, read_pairs_file, walk
+from batch_inpaint.pairing import FileSig, OrphanMask, Pair, PairingRules, read_pairs_file, split_name, walk
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -17,6 +17,22 @@ def touch(path: Path, data: bytes = b"x") -> Path:
 
 def pairs(root: Path, rules: PairingRules) -> list[Pair]:
     return [p for p in walk(root, rules) if isinstance(p, Pair)]
+
+
+@pytest.mark.parametrize("name", ["a.jpg", "a.b.JPEG", "noext", "trailing.", "x..png", "_mask.png", "a b.Png"])
+def test_split_name_agrees_with_splitext(name: str) -> None:
+    stem, ext = os.path.splitext(name)
+    assert split_name(name) == (stem, ext.lower())
+
+
+def test_signatures_are_those_of_the_files(tmp_path: Path) -> None:
+    """Stat'ed through an open folder: the sizes and times must be the files' own, mask included."""
+    image, mask = touch(tmp_path / "in" / "d" / "p.jpg", b"12345"), touch(tmp_path / "m" / "d" / "p.png", b"12")
+    os.utime(mask, ns=(1, 7_000_000_123))
+    [pair] = pairs(tmp_path / "in", PairingRules(masks_dir=tmp_path / "m"))
+    assert pair.image_sig == FileSig(5, image.stat().st_mtime_ns)
+    assert pair.mask_sig == FileSig(2, 7_000_000_123)
+    assert pair.image_file == str(image) and pair.mask_file == str(mask)
 
 
 def test_sibling_masks_are_never_inputs(tmp_path: Path) -> None:
