@@ -20,7 +20,6 @@ from .errors import (
     TransportError,
 )
 from .pairing import Pair
-from .preflight import Prepared, prepare
 from .settings import Settings, build_settings
 
 __version__ = "0.1.0"
@@ -32,9 +31,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name == "run_batch":  # keeps `import batch_inpaint` light for the CLI's --help
-        from .runner import run_batch
+_LAZY = {"run_batch": "runner", "Prepared": "preflight", "prepare": "preflight"}
 
-        return run_batch
+
+def __getattr__(name: str) -> object:
+    """Imaging and networking load on first use: `import batch_inpaint` stays light, so the CLI starts
+    fast and the allocator settings it makes apply before Pillow is loaded."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)

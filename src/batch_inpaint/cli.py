@@ -148,8 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: Any) -> int:
     """Run a batch with signal handling: first SIGINT/SIGTERM stops gently, a second stops at once."""
+    import importlib
+
     from . import progress
-    from .engines import clipdrop, local  # noqa: F401 - loaded before gc.freeze below
     from .pipeline import Batch
     from .reports import summary
     from .runner import run_batch
@@ -189,6 +190,7 @@ def _run(settings: Any) -> int:
         print(summary(batch.stats, batch.exit_code, stop), file=sys.stderr, flush=True)
         return batch.exit_code
 
+    importlib.import_module(f".engines.{settings.engine}", __package__)  # loaded before gc.freeze below
     # The modules loaded so far (NumPy, OpenCV, Pillow, ...) hold hundreds of thousands of objects
     # that live as long as the process: keep the cyclic collector from walking them again and again.
     gc.freeze()

@@ -7,7 +7,6 @@ import struct
 import warnings
 import zlib
 
-import numpy as np
 from PIL import Image, ImageOps
 
 try:  # HEIC/HEIF photos, when the optional plugin is installed (pip install batch-inpaint[heif])
@@ -96,6 +95,8 @@ DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 def eight_bit(im: Image.Image) -> Image.Image:
     """16-bit or 32-bit greyscale scaled (not clipped, as Pillow's convert does) to 8-bit "L"."""
+    import numpy as np  # rare: loaded only when a deep picture comes along
+
     arr = np.asarray(im).astype(np.float64)
     peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
     return Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))

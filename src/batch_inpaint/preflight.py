@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
 from PIL import Image
 
 from . import imaging
@@ -171,6 +169,9 @@ def _mask_pixels(
         strict = False
     radius = dilation_radius(options.dilate, mask)
     if radius > 0:
+        import cv2  # only for --dilate: a run without it starts without OpenCV and NumPy
+        import numpy as np
+
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         mask = Image.fromarray(cv2.dilate(np.asarray(mask), kernel))
         fixes.append(f"mask dilated by {radius}px")

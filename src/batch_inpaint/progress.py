@@ -7,8 +7,6 @@ import time
 from typing import TextIO
 
 import anyio
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .stats import RunStats
 
@@ -39,9 +37,13 @@ class BarProgress:
     """A rich progress bar: done out of due (growing while the walk goes on), rate, ETA, credits left."""
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
+        from rich.console import Console  # loaded only for a terminal: cron and scripts start faster
+
         self.console = Console(file=stream)
 
     async def watch(self, stats: RunStats) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
         columns = (TextColumn("[bold]inpainting"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeRemainingColumn(), TextColumn("{task.fields[detail]}"))
         with Progress(*columns, console=self.console, transient=True) as bar:
