@@ -217,7 +217,8 @@ def _pairs(
     directory, mask_dir = here.path, mask_folder.path
     image_sig_of, mask_sig_of = here.sig, mask_folder.sig
     for name, stem in images:
-        key = rel_dir + name
+        key, image_file = rel_dir + name, f"{directory}/{name}"
+        base = rel_dir + (name if stem in clashing else stem)
         mask_name = masks.get(stem)
         try:
             image_sig = image_sig_of(name, follow)
@@ -229,11 +230,9 @@ def _pairs(
             else:
                 mask_file, mask_sig = None, None
         except OSError as exc:
-            yield Pair(key, f"{directory}/{name}", None, rel_dir + (name if stem in clashing else stem),
-                       problem=f"cannot stat: {exc.strerror}")
+            yield Pair(key, image_file, None, base, problem=f"cannot stat: {exc.strerror}")
             continue
-        yield Pair(key, f"{directory}/{name}", mask_file, rel_dir + (name if stem in clashing else stem),
-                   image_sig, mask_sig)
+        yield Pair(key, image_file, mask_file, base, image_sig, mask_sig)
     if fixed_mask is None:
         for stem in sorted(set(masks) - used):
             yield OrphanMask(Path(f"{mask_dir}/{masks[stem]}"))
