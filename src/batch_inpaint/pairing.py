@@ -97,10 +97,6 @@ def split_name(name: str) -> tuple[str, str]:
     return stem, "." + ext.lower()
 
 
-def is_image_name(name: str) -> bool:
-    return split_name(name)[1] in IMAGE_EXTENSIONS
-
-
 def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
     name = rel.rsplit("/", 1)[-1]
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
