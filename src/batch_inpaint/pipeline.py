@@ -442,8 +442,8 @@ class Batch:
         for source in (pair.image, pair.mask):
             if source is not None and os.path.exists(path) and os.path.samefile(source, path):
                 raise OutputError(f"output {rel} would overwrite an input")
-        await anyio.to_thread.run_sync(write_atomic, path, data)
-        return {"output_path": rel, "output_hash": digest(data), "output_size": len(data)}
+        output_hash = await anyio.to_thread.run_sync(_write_output, path, data)
+        return {"output_path": rel, "output_hash": output_hash, "output_size": len(data)}
 
     async def _send_with_retries(self, prepared: Prepared) -> tuple[bytes, InpaintResult]:
         request = InpaintRequest(prepared.image_bytes, prepared.image_type, prepared.mask_png, prepared.size,
@@ -531,6 +531,13 @@ def _same_content(pair: Pair, image_hash: str | None, mask_hash: str | None) -> 
             pair.mask is None or digest(pair.mask.read_bytes()) == mask_hash)
     except OSError:
         return False
+
+
+def _write_output(path: Path, data: bytes) -> str:
+    """Write, then hash, in one worker-thread call: hashing a 12 MP result on the event loop would
+    hold up every other request for milliseconds."""
+    write_atomic(path, data)
+    return digest(data)
 
 
 def _take(source: Iterator[T], n: int) -> list[T]:
