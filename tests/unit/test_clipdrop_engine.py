@@ -181,3 +181,26 @@ async def test_requests_after_the_first_import_nothing(emulator) -> None:  # typ
             sys.meta_path.remove(recorder)
         await engine.aclose()
     assert recorder.names == []
+
+
+@pytest.mark.asyncio
+async def test_answers_are_freed_without_the_cyclic_collector(emulator) -> None:  # type: ignore[no-untyped-def]
+    """httpx's Response and its stream refer to each other: left alone, every answer and upload
+    would wait for a full collection, and a long run's memory would climb past the in-flight budget."""
+    import gc
+
+    emu = emulator("--work", "stub", key=KEY)
+    engine = ClipdropEngine(KEY, url=emu.url)
+    gc.collect()
+    gc.disable()
+    try:
+        before = {id(o) for o in gc.get_objects() if isinstance(o, (httpx.Response, httpx.Request))}  # this module's own
+        for _ in range(3):
+            result = await engine.inpaint(REQUEST)
+            assert result.png.startswith(imaging.PNG_SIGNATURE)
+            del result
+        alive = [o for o in gc.get_objects() if isinstance(o, (httpx.Response, httpx.Request)) and id(o) not in before]
+    finally:
+        gc.enable()
+        await engine.aclose()
+    assert alive == []

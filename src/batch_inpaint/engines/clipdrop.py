@@ -86,7 +86,10 @@ class ClipdropEngine:
             raise TransportError(f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
         except httpx.HTTPError as exc:
             raise TransportError(f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
-        return await self._result(response, request.size)
+        try:
+            return await self._result(response, request.size)
+        finally:
+            _unpin(response)
 
     async def _result(self, response: httpx.Response, size: tuple[int, int]) -> InpaintResult:
         status = response.status_code
@@ -138,6 +141,14 @@ def _certificate_failure(exc: BaseException) -> str | None:
             return "certificate verify failed"
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _unpin(response: httpx.Response) -> None:
+    """A response and its body stream refer to each other (encode/httpx#3733), so without this the
+    answer, and through the request the upload, live until the cyclic collector's rare full pass:
+    tens of megabytes a picture, piling up past the in-flight budget. The stream is spent by now;
+    replacing it breaks the cycle and both are freed as soon as the caller lets go."""
+    response.stream = httpx.ByteStream(b"")
 
 
 def _verify_png(body: bytes) -> None:
