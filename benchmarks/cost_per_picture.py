@@ -6,7 +6,8 @@ The marginal cost per pair is (CPU for N pairs - CPU for 1 pair) / (N - 1), from
 rusage. Beside it, in the same run: decoding the mask with Pillow (the floor) and posting the same
 bytes to a sink (the upload). For context, also the CPU of the whole exchange with the echo
 endpoint through httpx.AsyncClient, the client the tool is built on: the upload plus receiving an
-answer as big as the picture, which the target leaves out.
+answer as big as the picture, which the target leaves out, and a floor that no client of this
+API can go under: one mask decode, that exchange, and writing the answer to disk with an fsync.
 """
 
 from __future__ import annotations
@@ -59,20 +60,36 @@ def cli_cpu(root, url: str, count: int) -> float:  # type: ignore[no-untyped-def
     return run.cpu
 
 
-async def _async_exchanges(url: str, uploads: list[dict]) -> list[float]:  # type: ignore[type-arg]
+async def _async_exchanges(url: str, uploads: list[dict]) -> tuple[list[float], bytes]:  # type: ignore[type-arg]
     async with httpx.AsyncClient(timeout=120, headers={"x-api-key": "bench-key"}) as client:
         (await client.post(url, files=uploads[0])).raise_for_status()  # connection and lazy imports first
         spent = []
         for files in uploads:
             t = time.process_time()
-            (await client.post(url, files=files)).raise_for_status()
+            answer = await client.post(url, files=files)
+            answer.raise_for_status()
             spent.append(time.process_time() - t)
-    return spent
+    return spent, answer.content
 
 
-def floors(root, url: str) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
-    """Per pair: CPU to decode the mask with Pillow, to post image and mask to a sink, and to post
-    them to the echo endpoint and read its answer with the async client."""
+def _write_fsync(data: bytes, times: int = 5) -> float:
+    """CPU to write an answer to a new file and fsync it, median of a few."""
+    target = WORK / "cost-write-probe.png"
+    spent = []
+    for _ in range(times):
+        t = time.process_time()
+        with open(target, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        spent.append(time.process_time() - t)
+        target.unlink()
+    return median(spent)
+
+
+def floors(root, url: str) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
+    """Per pair: CPU to decode the mask with Pillow, to post image and mask to a sink, to post them to
+    the echo endpoint and read its answer with the async client, and to write that answer with an fsync."""
     decode, upload, uploads = [], [], []
     sink = url.replace("/cleanup/v1", "/_sink")
     with httpx.Client(timeout=120) as client:
@@ -87,8 +104,8 @@ def floors(root, url: str) -> tuple[float, float, float]:  # type: ignore[no-unt
             client.post(sink, files=files)
             upload.append(time.process_time() - t)
             uploads.append(files)
-    exchange = anyio.run(_async_exchanges, url, uploads)
-    return median(decode), median(upload), median(exchange)
+    exchange, answer = anyio.run(_async_exchanges, url, uploads)
+    return median(decode), median(upload), median(exchange), _write_fsync(answer)
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -102,17 +119,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             root = WORK / f"cost-{label.replace(' ', '')}"
             pairs = max(3, int(PAIRS[label] * args.scale))
             make_pairs(root, size, pairs)
-            per_pair, decode, upload, exchange = [], [], [], []
+            per_pair, decode, upload, exchange, write = [], [], [], [], []
             for _ in range(args.runs):  # interleaved, so a busy moment shifts every side alike
                 one = cli_cpu(root, emu.url, 1)
                 many = cli_cpu(root, emu.url, pairs)
                 per_pair.append((many - one) / (pairs - 1))
-                d, u, e = floors(root, emu.url)
+                d, u, e, w = floors(root, emu.url)
                 decode.append(d)
                 upload.append(u)
                 exchange.append(e)
+                write.append(w)
             row = {"pairs": pairs, "per pair": median(per_pair), "mask decode": median(decode), "upload": median(upload),
-                   "async exchange": median(exchange)}
+                   "async exchange": median(exchange), "write": median(write)}
             row["target"] = 2 * row["mask decode"] + row["upload"]
             row["ratio to target"] = row["per pair"] / row["target"]
             results[label] = row
@@ -126,6 +144,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         context = 2 * row["mask decode"] + row["async exchange"]
         print(f"  {label:6s} async exchange {row['async exchange'] * 1000:7.1f} ms   2x decode + exchange {context * 1000:7.1f} ms"
               f"   ratio {row['per pair'] / context:.2f}")
+    print("  floor of any client: one mask decode + that exchange + writing the answer with an fsync")
+    for label, row in results.items():
+        floor = row["mask decode"] + row["async exchange"] + row["write"]
+        print(f"  {label:6s} write+fsync {row['write'] * 1000:7.1f} ms   floor {floor * 1000:7.1f} ms"
+              f"   target / floor {row['target'] / floor:.2f}   batch-inpaint / floor {row['per pair'] / floor:.2f}")
     return {"runs": args.runs, "table": results}
 
 

@@ -17,7 +17,7 @@ import zlib
 
 from batch_inpaint.synthetic import jpeg_bytes, png_bytes, scene
 
-from .common import WORK, emulator, measured_cli
+from .common import WORK, emulator, measured_cli, median
 
 
 def with_text_chunk(png: bytes, text: str) -> bytes:
@@ -62,13 +62,19 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each size, interleaved; medians are quoted")
     parser.add_argument("--echo", action="store_true", help="also a run with full-size answers")
     args = parser.parse_args(argv)
-    small_rss, small_s = peak(args.small, "stub")
-    large_rss, large_s = peak(args.large, "stub")
-    print(f"memory: peak RSS at the default concurrency (128 workers, 400 MB in flight), 12 MP pairs")
-    print(f"  {args.small:5d} pairs  {small_rss:6.0f} MB  ({small_s:.0f} s)")
-    print(f"  {args.large:5d} pairs  {large_rss:6.0f} MB  ({large_s:.0f} s)   ratio {large_rss / small_rss:.3f}")
+    small, large = [], []
+    for _ in range(args.runs):
+        small.append(peak(args.small, "stub"))
+        large.append(peak(args.large, "stub"))
+    small_rss, small_s = median([r for r, _ in small]), median([s for _, s in small])
+    large_rss, large_s = median([r for r, _ in large]), median([s for _, s in large])
+    print(f"memory: peak RSS at the default concurrency (128 workers, 400 MB in flight), 12 MP pairs, median of {args.runs} runs")
+    print(f"  {args.small:5d} pairs  {small_rss:6.0f} MB  ({small_s:.0f} s)   each run: {', '.join(f'{r:.0f}' for r, _ in small)}")
+    print(f"  {args.large:5d} pairs  {large_rss:6.0f} MB  ({large_s:.0f} s)   each run: {', '.join(f'{r:.0f}' for r, _ in large)}"
+          f"   ratio {large_rss / small_rss:.3f}")
     result: dict[str, object] = {"small": (args.small, small_rss), "large": (args.large, large_rss)}
     if args.echo:
         echo_rss, echo_s = peak(args.small, "echo")

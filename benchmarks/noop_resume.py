@@ -1,7 +1,10 @@
 """4. No-op resume: a re-run over 100,000 done items, beside a bare os.scandir walk of the same tree.
 
 The tree (tiny photos, mirrored masks, outputs) and its manifest are made directly, which takes a
-minute once and is kept under benchmarks/.work. Both sides run as fresh processes, interleaved.
+minute once and is kept under benchmarks/.work. Every side runs as a fresh process, interleaved.
+Beside the bare walks, a floor: the least any re-run must do to notice in-place edits (a stat of
+every image and mask, a listing of each output folder, every manifest row read), with no pairing,
+no decisions and no imports, to show how much of the re-run is the tool's own work.
 """
 
 from __future__ import annotations
@@ -32,6 +35,34 @@ def walk(path, stat):
             n += 1
     return n
 print(walk(sys.argv[1], sys.argv[2] == "stat"))
+"""
+
+# The least any re-run must do to notice an image or mask edited in place, a lost output and a
+# changed manifest row: stat every image and mask through an open folder, list each output folder,
+# read each item's row. No pairing, no decisions, no imports beyond sqlite3.
+FLOOR = """
+import os, sqlite3, sys
+root = sys.argv[1]
+def stat_all(path):
+    n = 0
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    n += stat_all(entry.path)
+                else:
+                    os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+                    n += 1
+    finally:
+        os.close(fd)
+    return n
+n = stat_all(root + "/photos") + stat_all(root + "/masks")
+n += sum(len(os.listdir(e.path)) for e in os.scandir(root + "/out") if e.is_dir() and not e.name.startswith("."))
+db = sqlite3.connect(root + "/out/.batch-inpaint/manifest.sqlite3")
+rows = db.execute("SELECT key, status, image_size, image_mtime_ns, mask_size, mask_mtime_ns, settings_hash,"
+                  " output_path FROM items").fetchall()
+print(n, len(rows))
 """
 
 
@@ -67,12 +98,13 @@ def build(count: int, per_dir: int = 1000) -> os.PathLike[str]:
     return root
 
 
-def bare(root: os.PathLike[str], stat: bool) -> float:
+def bare(root: os.PathLike[str], mode: str) -> float:
+    """Seconds for a fresh process running the bare walk (mode "names" or "stat") or the floor script."""
     import subprocess
 
+    script, args = (FLOOR, [str(root)]) if mode == "floor" else (BARE_WALK, [str(root), mode])
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", BARE_WALK, str(root), "stat" if stat else "names"], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True)
     return time.monotonic() - started
 
 
@@ -82,20 +114,22 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     root = build(args.items)
-    ours, names, stats = [], [], []
+    ours, names, stats, floors = [], [], [], []
     for _ in range(args.runs):
         run = measured_cli("run", str(root / "photos"), "--masks", str(root / "masks"), "--out", str(root / "out"),
                            "--engine", "local", "--progress", "none")
         assert run.returncode == 0 and f"{args.items} already done" in run.stderr, run.stderr[-2000:]
         ours.append(run.seconds)
-        names.append(bare(root, stat=False))
-        stats.append(bare(root, stat=True))
-    o, n, s = median(ours), median(names), median(stats)
+        names.append(bare(root, "names"))
+        stats.append(bare(root, "stat"))
+        floors.append(bare(root, "floor"))
+    o, n, s, f = median(ours), median(names), median(stats), median(floors)
     print(f"no-op resume over {args.items:,} done items, median of {args.runs} runs (each a fresh process)")
     print(f"  batch-inpaint run (no request)     {o:6.2f} s")
     print(f"  bare os.scandir walk of the tree   {n:6.2f} s   ratio {o / n:.1f}x   (photos, masks, outputs)")
     print(f"  bare walk with a stat per file     {s:6.2f} s   ratio {o / s:.1f}x")
-    return {"items": args.items, "ours": o, "bare": n, "bare_stat": s}
+    print(f"  floor: stat inputs, list outputs, read rows {f:5.2f} s   itself {f / n:.1f}x the bare walk, we are {o / f:.1f}x it")
+    return {"items": args.items, "ours": o, "bare": n, "bare_stat": s, "floor": f}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md with the figures and the machine they came from.
 
-    python -m benchmarks.run_all            # the full set (about 25 minutes on 2 cores)
+    python -m benchmarks.run_all            # the full set (about 35 minutes on 2 cores)
     python -m benchmarks.run_all --quick    # smaller and shorter, for a first look (about 5 minutes)
 """
 
@@ -19,7 +19,7 @@ from .common import machine
 QUICK = {
     "rate": ["--minutes", "0.75", "--runs", "1"],
     "cost": ["--scale", "0.5", "--runs", "1"],
-    "memory": ["--small", "100", "--large", "400"],
+    "memory": ["--small", "100", "--large", "400", "--runs", "1"],
     "noop": ["--items", "20000", "--runs", "3"],
     "local": ["--pictures", "40", "--runs", "1"],
 }
