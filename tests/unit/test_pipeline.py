@@ -227,3 +227,15 @@ async def test_429s_do_not_use_up_attempts(tree: Path) -> None:
     engine = FakeEngine([RateLimited(0.5)] * 6 + [ServerError(503, "x")] * 3)
     batch = await run(tree, engine, concurrency=1)  # 4 attempts allowed: 6 429s and 3 503s still succeed
     assert batch.exit_code == 0 and batch.stats.rate_limited == 6 and batch.stats.done == 6
+
+
+def test_the_pipeline_loads_no_numpy_or_opencv() -> None:
+    """A re-run that finds nothing to do must not pay for loading NumPy and OpenCV: a fresh
+    interpreter imports the pipeline and the engines' interface and finds neither loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, batch_inpaint.pipeline, batch_inpaint.engines, batch_inpaint.runner; "
+            "print(sorted(m for m in ('numpy', 'cv2') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Callable, Iterable
 
-import numpy as np
 from PIL import Image
 
 from .. import imaging
@@ -40,7 +39,7 @@ class FakeEngine:
                 raise outcome
         self.credits -= 1
         w, h = request.size
-        png = imaging.encode_png(Image.fromarray(np.full((h, w, 3), 128, np.uint8)))
+        png = imaging.encode_png(Image.new("RGB", (w, h), (128, 128, 128)))
         return InpaintResult(png, Decimal(1), self.credits)
 
     async def aclose(self) -> None:
