@@ -78,16 +78,6 @@ def measured_cli(*args: str, env: dict[str, str] | None = None) -> Measured:
     return Measured(time.monotonic() - started, cpu, max_rss_kb / 1024, code, err.read_text())
 
 
-def busiest(times: list[float], width: float = 60.0) -> int:
-    times = sorted(times)
-    best = start = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= width:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

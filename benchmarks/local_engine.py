@@ -11,7 +11,6 @@ import argparse
 import shutil
 import subprocess
 import sys
-import time
 
 from batch_inpaint.synthetic import jpeg_bytes, png_bytes, scene
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 import time
 
-from batch_inpaint.manifest import Manifest
-from batch_inpaint.pipeline import settings_hash
-from batch_inpaint.settings import Settings
+import anyio
+
+from batch_inpaint.runner import engine_shaping
+from batch_inpaint.settings import Settings, settings_hash
+from batch_inpaint.store import SqliteStore
 from batch_inpaint.synthetic import jpeg_bytes, png_bytes, scene
 
 from .common import WORK, measured_cli, median
@@ -73,8 +74,8 @@ def build(count: int, per_dir: int = 1000) -> os.PathLike[str]:
     picture, mask = scene(16, 12, 1)
     image_bytes, mask_bytes = jpeg_bytes(picture), png_bytes(mask)
     settings = Settings(engine="local")
-    shaping = settings_hash(settings)
-    manifest = Manifest(root / "out" / ".batch-inpaint" / "manifest.sqlite3")
+    shaping = settings_hash(settings, engine_shaping(settings))
+    manifest = SqliteStore(root / "out" / ".batch-inpaint" / "manifest.sqlite3")
     rows = []
     for i in range(count):
         folder = f"d{i // per_dir:03d}"
@@ -93,7 +94,7 @@ def build(count: int, per_dir: int = 1000) -> os.PathLike[str]:
         db.executemany(
             "INSERT INTO items (key, image_path, mask_path, image_size, image_mtime_ns, mask_size, mask_mtime_ns,"
             " settings_hash, status, output_path, output_size) VALUES (?,?,?,?,?,?,?,?,'done',?,?)", rows)
-    manifest.close()
+    anyio.run(manifest.aclose)
     (root / "ready").write_text("")
     return root
 

@@ -18,7 +18,9 @@ import httpx
 
 from batch_inpaint.synthetic import jpeg_bytes, png_bytes, scene, write_tree
 
-from .common import WORK, busiest, emulator, measured_cli, median
+from batch_inpaint.emulator.requestlog import busiest_window
+
+from .common import WORK, emulator, measured_cli, median
 
 
 def naive_client(url: str, key: str, stop: threading.Event, concurrency: int) -> None:
@@ -73,7 +75,7 @@ def one_run(limit: int, minutes: float, run_no: int) -> dict[str, dict[str, floa
         figures[name] = {
             "achieved/L": (len(ok) - 1) / (end - start) * 60 / limit if name == "batch-inpaint" else len(ok) / (end - start) * 60 / limit,
             "429s": sum(1 for e in mine if e["status"] == 429 and start <= e["t"] <= end),
-            "busiest 60 s": busiest([e["t"] for e in mine]),
+            "busiest 60 s": busiest_window(e["t"] for e in mine),
         }
     return figures
 

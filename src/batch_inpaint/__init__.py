@@ -1,7 +1,15 @@
 """batch-inpaint: remove unwanted objects from whole folders of photos.
 
-The library is the product; ``batch-inpaint`` (the CLI) is a thin layer over `run_batch`.
+The library is the product; ``batch-inpaint`` (the CLI) is a thin layer over `run_batch`::
+
+    settings = build_settings({"input_dir": "photos", "masks_dir": "masks", "out_dir": "cleaned"})
+    result = anyio.run(run_batch, settings)   # RunResult: exit_code, stats, manifest
+
+The seams, each a Protocol with implementations beside it: `Engine` (Clipdrop, local, a fake),
+`Store` (SQLite, memory) and `Limiter` (this process, none).
 """
+
+from typing import TYPE_CHECKING
 
 from .errors import (
     BatchInpaintError,
@@ -11,6 +19,8 @@ from .errors import (
     InvalidInput,
     ItemError,
     KeyRejected,
+    LockHeld,
+    ManifestError,
     OutputError,
     RateLimited,
     Rejected,
@@ -19,19 +29,35 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .exitcodes import ExitCode
 from .pairing import Pair
 from .settings import Settings, build_settings
+
+if TYPE_CHECKING:  # the same names, loaded on first use at run time (see __getattr__)
+    from .control import RunControl
+    from .engines import Engine, FakeEngine, InpaintRequest, InpaintResult
+    from .limiter import Limiter, ProcessLimiter, Unlimited
+    from .preflight import Prepared, prepare
+    from .runner import RunResult, run_batch
+    from .stats import RunStats
+    from .store import MemoryStore, SqliteStore, Store
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BatchInpaintError", "BrokenResponse", "ConfigError", "CreditsExhausted", "InvalidInput", "ItemError",
-    "KeyRejected", "OutputError", "Pair", "Prepared", "RateLimited", "Rejected", "Retryable", "RunStopped",
-    "ServerError", "Settings", "TransportError", "__version__", "build_settings", "prepare", "run_batch",
+    "BatchInpaintError", "BrokenResponse", "ConfigError", "CreditsExhausted", "Engine", "ExitCode", "FakeEngine",
+    "InpaintRequest", "InpaintResult", "InvalidInput", "ItemError", "KeyRejected", "Limiter", "LockHeld",
+    "ManifestError", "MemoryStore", "OutputError", "Pair", "Prepared", "ProcessLimiter", "RateLimited", "Rejected",
+    "Retryable", "RunControl", "RunResult", "RunStats", "RunStopped", "ServerError", "Settings", "SqliteStore",
+    "Store", "TransportError", "Unlimited", "__version__", "build_settings", "prepare", "run_batch",
 ]
 
-
-_LAZY = {"run_batch": "runner", "Prepared": "preflight", "prepare": "preflight"}
+_LAZY = {
+    "RunControl": "control", "Engine": "engines", "FakeEngine": "engines", "InpaintRequest": "engines",
+    "InpaintResult": "engines", "Limiter": "limiter", "ProcessLimiter": "limiter", "Unlimited": "limiter",
+    "Prepared": "preflight", "prepare": "preflight", "RunResult": "runner", "run_batch": "runner",
+    "RunStats": "stats", "MemoryStore": "store", "SqliteStore": "store", "Store": "store",
+}
 
 
 def __getattr__(name: str) -> object:

@@ -1,10 +1,5 @@
-"""The command line: parse arguments, build settings, call the library, map errors to exit codes.
-
-Exit codes: 0 all done; 1 some items failed or were invalid; 2 usage or configuration error;
-3 the API rejected the key; 4 out of credits (or the --max-credits budget is spent); 5 another run
-holds the output folder; 6 the output folder or the manifest cannot be written (disk full,
-read-only) or read; 130 interrupted (SIGINT); 143 terminated (SIGTERM).
-"""
+"""The command line: parse arguments, build settings, call the library, map errors to exit codes
+(`ExitCode` holds the table)."""
 
 from __future__ import annotations
 
@@ -20,12 +15,10 @@ import anyio
 import anyio.abc
 
 from . import __version__
-from .errors import BatchInpaintError, ConfigError, ManifestError
-from .runlock import LockHeld
-from .settings import build_settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_KEY, EXIT_CREDITS, EXIT_LOCKED, EXIT_UNWRITABLE = 0, 1, 2, 3, 4, 5, 6
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+from .errors import BatchInpaintError, ConfigError, LockHeld, ManifestError
+from .exitcodes import ExitCode
+from .reports import EXPORT_FORMATS
+from .settings import ENGINES, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, build_settings
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -42,14 +35,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--include", action="append", help="glob of images to take (repeatable)")
     g.add_argument("--exclude", action="append", help="glob of images to skip (repeatable)")
     g = p.add_argument_group("engine")
-    g.add_argument("--engine", choices=("clipdrop", "local"), help="clipdrop (default) or local (offline, OpenCV)")
+    g.add_argument("--engine", choices=ENGINES, help="clipdrop (default) or local (offline, OpenCV)")
     g.add_argument("--api-url", help="API endpoint (env CLIPDROP_API_URL)")
     g.add_argument("--api-key-file", type=Path, help="file holding the API key (or env CLIPDROP_API_KEY)")
     g.add_argument("--ca-bundle", type=Path, help="CA bundle for TLS verification (verification is always on)")
     g.add_argument("--rate", type=float, help="requests per minute (default 60)")
     g.add_argument("--concurrency", type=int, help="requests in flight (default: from the rate)")
-    g.add_argument("--mode", choices=("fast", "quality"), help="Clipdrop mode (default fast)")
-    g.add_argument("--local-method", choices=("telea", "ns"), help="local engine: Telea or Navier-Stokes")
+    g.add_argument("--mode", choices=MODES, help="Clipdrop mode (default fast)")
+    g.add_argument("--local-method", choices=LOCAL_METHODS, help="local engine: Telea or Navier-Stokes")
     g.add_argument("--max-attempts", type=int, help="attempts per item before it fails (default 8)")
     g = p.add_argument_group("manifest and credits")
     g.add_argument("--manifest", type=Path, help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3)")
@@ -60,12 +53,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", dest="mask_threshold", type=int, help="mask grey level counted as white (default 128)")
     g.add_argument("--dilate", help="grow masks: pixels ('12') or percent of the object ('15%%')")
     g.add_argument("--resize-mask", action="store_const", const=True, help="resize masks of another size (nearest)")
-    g.add_argument("--oversize", choices=("downscale", "crop", "fail"), help="over 16 MP: downscale (default), crop, fail")
+    g.add_argument("--oversize", choices=OVERSIZE, help="over 16 MP: downscale (default), crop, fail")
     g.add_argument("--copy-empty", action="store_const", const=True, help="copy the original when its mask is empty")
-    g.add_argument("--output-format", choices=("png", "jpg", "webp"), help="output format (default png)")
+    g.add_argument("--output-format", choices=OUTPUT_FORMATS, help="output format (default png)")
     g.add_argument("--quality", type=int, help="JPEG/WebP quality (default 92)")
     g.add_argument("--dry-run", action="store_const", const=True, help="plan only: walk and preflight, no request")
-    g.add_argument("--progress", choices=("auto", "bar", "lines", "none"), help="progress display (default auto)")
+    g.add_argument("--progress", choices=PROGRESS_MODES, help="progress display (default auto)")
 
 
 _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
@@ -95,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path)
     p = sub.add_parser("export", help="one row per item, for dataset pipelines")
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
     p.add_argument("--manifest", type=Path)
     p.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
     from .emulator.cli import add_emulator_parser
@@ -142,15 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emulator.cli import run_emulator
 
         return run_emulator(args)
-    except ConfigError as exc:
-        print(f"batch-inpaint: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except LockHeld as exc:
         print(f"batch-inpaint: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except ManifestError as exc:
+        return exc.exit_code
+    except (ConfigError, ManifestError) as exc:
         print(f"batch-inpaint: error: {exc}", file=sys.stderr)
-        return EXIT_UNWRITABLE
+        return exc.exit_code
 
 
 def _run(settings: Any) -> int:
@@ -158,44 +148,39 @@ def _run(settings: Any) -> int:
     import importlib
 
     from . import progress
-    from .pipeline import Batch
+    from .control import RunControl
     from .reports import summary
-    from .runner import run_batch
+    from .runner import RunResult, run_batch
 
-    started: list[Batch] = []
+    started: list[RunControl] = []
     early_signal: list[int] = []
 
     async def watch_signals(tg: anyio.abc.TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+                code = ExitCode.INTERRUPTED if signum == signal.SIGINT else ExitCode.TERMINATED
                 if not started:  # still checking inputs: nothing sent, nothing to flush
                     early_signal.append(code)
                     tg.cancel_scope.cancel()
                     return
-                batch = started[0]
-                if batch.stopping and batch.signal_exit is not None:
+                control = started[0]
+                if control.signal_exit is not None:
                     print("batch-inpaint: stopping now", file=sys.stderr, flush=True)
-                    batch.request_stop(exit_code=code, hard=True)
-                    continue
-                print("batch-inpaint: stopping: no new requests; send the signal again to stop at once",
-                      file=sys.stderr, flush=True)
-                batch.request_stop(exit_code=code)
-                tg.start_soon(batch.stop_after_grace)
+                else:
+                    print("batch-inpaint: stopping: no new requests; send the signal again to stop at once",
+                          file=sys.stderr, flush=True)
+                control.stop(exit_code=code)
 
     async def main_task() -> int:
-        batch: Batch | None = None
+        result: RunResult | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_signals, tg)
-            batch = await run_batch(settings, observer=progress.choose(settings.progress), on_start=started.append)
+            result = await run_batch(settings, observer=progress.choose(settings.progress), on_start=started.append)
             tg.cancel_scope.cancel()
-        if batch is None:
-            return early_signal[0] if early_signal else EXIT_SIGINT
-        stop = str(batch.stop_error) if batch.stop_error else None
-        if batch.signal_exit is not None:
-            stop = "interrupted; run the same command again to continue"
-        print(summary(batch.stats, batch.exit_code, stop), file=sys.stderr, flush=True)
-        return batch.exit_code
+        if result is None:
+            return early_signal[0] if early_signal else ExitCode.INTERRUPTED
+        print(summary(result.stats, result.exit_code, result.stop_reason), file=sys.stderr, flush=True)
+        return result.exit_code
 
     importlib.import_module(f".engines.{settings.engine}", __package__)  # loaded before gc.freeze below
     # The modules loaded so far (NumPy, OpenCV, Pillow, ...) hold hundreds of thousands of objects
@@ -222,25 +207,29 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | No
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .reports import export, open_existing, status_report
-    from .runner import tool_dir
+    from .locations import manifest_path
+    from .reports import export, status_report
+    from .store import SqliteStore
 
-    path = args.manifest or tool_dir(args.out_dir) / "manifest.sqlite3"
-    try:
-        manifest = open_existing(path)
-    except FileNotFoundError:
+    path = manifest_path(args.out_dir, args.manifest)
+    if not path.is_file():
         print(f"batch-inpaint: error: no manifest at {path} (has a run used this output folder?)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        if args.command == "status":
-            print(status_report(manifest))
-            return EXIT_OK
-        if args.output:
-            with args.output.open("w", encoding="utf-8", newline="") as fh:
-                count = export(manifest, args.format, fh)
-        else:
-            count = export(manifest, args.format, sys.stdout)
+        return ExitCode.USAGE
+    store = SqliteStore(path, create=False)
+
+    async def report() -> int:
+        try:
+            if args.command == "status":
+                print(await status_report(store))
+                return 0
+            if args.output:
+                with args.output.open("w", encoding="utf-8", newline="") as fh:
+                    return await export(store, args.format, fh)
+            return await export(store, args.format, sys.stdout)
+        finally:
+            await store.aclose()
+
+    count = anyio.run(report)
+    if args.command == "export":
         print(f"batch-inpaint: exported {count} items", file=sys.stderr)
-        return EXIT_OK
-    finally:
-        manifest.close()
+    return ExitCode.OK

@@ -2,6 +2,7 @@
 
     BatchInpaintError
      ├── ConfigError            bad settings, missing key: exit 2 before any request
+     ├── LockHeld               another run holds the output folder: exit 5
      ├── ManifestError          the manifest or output folder cannot be used: exit 6
      ├── OutputError            this item's output could not be written: item fails
      ├── ItemError              this item is bad; retrying will not help
@@ -18,11 +19,14 @@
           ├── DiskUnwritable    disk full or read-only: every further output would be paid for and lost
           └── TlsUnverified     the API's certificate does not verify (see --ca-bundle): exit 2
 
-Third-party errors (httpx) become these in exactly one place: `engines.clipdrop`.
+Each error that ends a run carries its ``exit_code`` (`ExitCode`). Third-party errors (httpx, sqlite3)
+become these in exactly one place each: `engines.clipdrop` and `store.sqlite`.
 No message here ever contains the API key.
 """
 
 from __future__ import annotations
+
+from .exitcodes import ExitCode
 
 
 class BatchInpaintError(Exception):
@@ -32,11 +36,19 @@ class BatchInpaintError(Exception):
 class ConfigError(BatchInpaintError):
     """Settings are wrong; nothing was sent."""
 
+    exit_code = ExitCode.USAGE
+
+
+class LockHeld(BatchInpaintError):
+    """Another run is working on this output folder."""
+
+    exit_code = ExitCode.LOCKED
+
 
 class ManifestError(BatchInpaintError):
     """The manifest (or the output folder holding it) cannot be read or written."""
 
-    exit_code = 6
+    exit_code = ExitCode.UNWRITABLE
 
 
 class OutputError(BatchInpaintError):
@@ -96,12 +108,12 @@ class BrokenResponse(Retryable):
 class RunStopped(BatchInpaintError):
     """Nothing more can succeed in this run."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
     status: int | None = None
 
 
 class KeyRejected(RunStopped):
-    exit_code = 3
+    exit_code = ExitCode.KEY_REJECTED
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"the API rejected the key (HTTP {status}): {message}")
@@ -109,7 +121,7 @@ class KeyRejected(RunStopped):
 
 
 class CreditsExhausted(RunStopped):
-    exit_code = 4
+    exit_code = ExitCode.OUT_OF_CREDITS
 
     def __init__(self, message: str, status: int | None = 402) -> None:
         super().__init__(message)
@@ -117,10 +129,10 @@ class CreditsExhausted(RunStopped):
 
 
 class DiskUnwritable(RunStopped):
-    exit_code = 6
+    exit_code = ExitCode.UNWRITABLE
 
 
 class TlsUnverified(RunStopped):
     """Every request would fail the same way; verification is never turned off, so say how to fix it."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE

@@ -6,7 +6,12 @@ import errno
 import os
 from pathlib import Path
 
-from .errors import OutputError
+import anyio
+
+from .errors import ConfigError, OutputError
+from .pairing import Pair
+from .preflight import digest
+from .store import OutputRecord
 
 
 #: errno values that say the whole disk is unusable, not just this one file.
@@ -20,6 +25,33 @@ def output_path(out_dir: Path, rel: str) -> Path:
     if target == root or root not in target.parents:
         raise OutputError(f"output path {rel!r} would leave the output folder")
     return target
+
+
+class OutputWriter:
+    """Write: one result to its place under the output folder, atomically, never over an input."""
+
+    def __init__(self, out_dir: Path, fmt: str) -> None:
+        self.out_dir = out_dir
+        self.fmt = fmt
+
+    async def write(self, pair: Pair, data: bytes) -> OutputRecord:
+        rel = pair.output_rel(self.fmt)
+        path = output_path(self.out_dir, rel)
+        for source in (pair.image, pair.mask):
+            if source is not None and os.path.exists(path) and os.path.samefile(source, path):
+                raise OutputError(f"output {rel} would overwrite an input")
+        output_hash = await anyio.to_thread.run_sync(_write_and_hash, path, data)
+        return OutputRecord(rel, output_hash, len(data))
+
+    async def read(self, rel: str) -> bytes:
+        return await anyio.to_thread.run_sync((self.out_dir / rel).read_bytes)
+
+
+def _write_and_hash(path: Path, data: bytes) -> str:
+    """Write, then hash, in one worker-thread call: hashing a 12 MP result on the event loop would
+    hold up every other request for milliseconds."""
+    write_atomic(path, data)
+    return digest(data)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -65,8 +97,6 @@ def _fsync_dir(directory: Path) -> None:
 
 def check_output_dir(out_dir: Path, input_dir: Path | None) -> None:
     """Refuse an output folder that is the input folder or inside it: outputs would become inputs."""
-    from .errors import ConfigError
-
     if input_dir is None:
         return
     out, inp = out_dir.resolve(), input_dir.resolve()

@@ -6,12 +6,10 @@ a huge tree has been walked.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from .errors import ConfigError
@@ -20,7 +18,6 @@ from .settings import Settings
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif"}
 )
-TOOL_DIR = ".batch-inpaint"
 
 
 class FileSig(NamedTuple):
@@ -82,6 +79,8 @@ class PairingRules:
 def pairs_for(s: Settings) -> Iterator["Pair | OrphanMask"]:
     """Every pair the settings describe: the explicit list when there is one, else the walk."""
     if s.pairs_file is not None:
+        from .pairs_file import read_pairs_file
+
         return iter(read_pairs_file(s.pairs_file))
     if s.input_dir is None:
         raise ConfigError("no input folder")
@@ -253,81 +252,3 @@ def _mirror_masks(mask_dir: str) -> dict[str, str]:
         if ext in IMAGE_EXTENSIONS and (stem not in found or ext == ".png"):
             found[stem] = name
     return found
-
-
-# --- an explicit list of pairs -------------------------------------------------------------------
-
-
-def read_pairs_file(path: Path) -> Iterator[Pair]:
-    """Pairs from a CSV (header: image,mask[,output]) or JSON-lines file; relative paths are from its folder."""
-    base = path.parent
-    rows = _jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(path)
-    claimed: set[str] = set()
-    for line_no, row in rows:
-        image_s, mask_s, out_s = (row.get("image") or "").strip(), (row.get("mask") or "").strip(), (row.get("output") or "").strip()
-        where = f"{path.name} line {line_no}"
-        if not image_s:
-            raise ConfigError(f"{path}: line {line_no}: no image")
-        image = base / image_s
-        mask = base / mask_s if mask_s else None
-        problem: str | None = None
-        image_sig: FileSig | None
-        mask_sig: FileSig | None
-        output_base = _safe_output_base(out_s or image_s, from_output=bool(out_s))
-        if output_base is None:
-            problem = f"output path {out_s!r} would leave the output folder ({where})"
-            output_base = f"_unsafe/{line_no}"
-        elif output_base in claimed:
-            problem = f"output {output_base!r} is claimed by an earlier line ({where})"
-        claimed.add(output_base)
-        try:
-            image_sig = FileSig.of(image)
-            mask_sig = FileSig.of(mask) if mask is not None else None
-        except OSError as exc:
-            problem = problem or f"cannot read {exc.filename}: {exc.strerror}"
-            image_sig = mask_sig = None
-        yield Pair(image_s, str(image), str(mask) if mask else None, output_base, image_sig, mask_sig, problem)
-
-
-def _safe_output_base(raw: str, *, from_output: bool) -> str | None:
-    """A relative, '..'-free output path without extension; None if an explicit output is unsafe."""
-    p = PurePosixPath(raw.replace("\\", "/"))
-    unsafe = p.is_absolute() or ".." in p.parts or raw.startswith("~")
-    if unsafe:
-        if from_output:
-            return None
-        p = PurePosixPath(p.name)  # an input outside the list's folder: keep only its name
-    parts = [part for part in p.parts if part not in ("", ".")]
-    if not parts:
-        return None
-    cleaned = PurePosixPath(*parts)
-    return str(cleaned.with_suffix("")) if cleaned.suffix else str(cleaned)
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "image" not in reader.fieldnames:
-                raise ConfigError(f"{path}: a pairs CSV needs a header with 'image' and 'mask' columns")
-            for row in reader:
-                yield reader.line_num, row
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pairs file: {exc.strerror}") from None
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"{path}: line {line_no}: not JSON: {exc.msg}") from None
-                if not isinstance(row, dict):
-                    raise ConfigError(f"{path}: line {line_no}: expected an object")
-                yield line_no, {k: str(v) for k, v in row.items() if v is not None}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pairs file: {exc.strerror}") from None

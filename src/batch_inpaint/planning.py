@@ -1,26 +1,34 @@
-"""`batch-inpaint plan` (or `run --dry-run`): walk and preflight with no request, and say what it would cost."""
+"""`batch-inpaint plan` (or `run --dry-run`): walk, decide and preflight with no request; say what it would cost."""
 
 from __future__ import annotations
 
-import sys
+import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import anyio
 
 from .errors import InvalidInput
-from .manifest import Manifest
-from .pairing import OrphanMask, Pair, pairs_for
-from .pipeline import settings_hash
+from .pairing import Pair
 from .preflight import PreflightOptions, prepare
-from .resume import Decision, OutputIndex, decide
-from .runner import check_inputs, manifest_path
-from .settings import Settings
+from .runner import check_inputs, engine_shaping
+from .settings import Settings, settings_hash
+from .store import MemoryStore, SqliteStore, Store
+from .triage import Triage, walked_chunks
+
+
+@dataclass
+class Plan:
+    outcome: Counter[str] = field(default_factory=Counter)
+    reasons: list[tuple[str, str, str]] = field(default_factory=list)
+    orphans: int = 0
+
+    @property
+    def credits(self) -> int:
+        return self.outcome["ready"] + self.outcome["fix"]
 
 
 def _check(pair: Pair, options: PreflightOptions) -> tuple[str, str]:
-    if pair.problem:
-        return "invalid", pair.problem
-    if pair.mask is None:
-        return "no_mask", ""
     try:
         prepared = prepare(pair, options)
     except InvalidInput as exc:
@@ -32,53 +40,59 @@ def _check(pair: Pair, options: PreflightOptions) -> tuple[str, str]:
     return ("fix", "; ".join(prepared.fixes)) if prepared.fixes else ("ready", "")
 
 
-def plan(settings: Settings) -> dict[str, object]:
+async def plan(settings: Settings) -> Plan:
+    """Reads the manifest, if there is one, and writes nothing."""
     check_inputs(settings)
+    path = settings.manifest_path
+    store: Store = SqliteStore(path, create=False) if path.is_file() else MemoryStore()
+    triage = Triage(store, settings, settings_hash(settings, engine_shaping(settings)), record=False)
     options = PreflightOptions.from_settings(settings)
-    path = manifest_path(settings)
-    manifest = Manifest(path) if path.is_file() else None
-    shaping = settings_hash(settings)
-    outcome: Counter[str] = Counter()
-    reasons: list[tuple[str, str, str]] = []
-    todo: list[Pair] = []
-    orphans = 0
-    assert settings.out_dir is not None
-    outputs = OutputIndex(settings.out_dir)
-    for item in pairs_for(settings):
-        if isinstance(item, OrphanMask):
-            orphans += 1
-            continue
-        row = manifest.lookup([item.key]).get(item.key) if manifest else None
-        if decide(item, row, settings_hash=shaping, outputs=outputs, retry_failed=settings.retry_failed,
-                  force=settings.force) is Decision.SKIP:
-            outcome["already done or kept"] += 1
-            continue
-        todo.append(item)
-    with ThreadPoolExecutor() as pool:
-        for pair, (kind, why) in zip(todo, pool.map(lambda p: _check(p, options), todo)):
-            outcome[kind] += 1
-            if why:
-                reasons.append((kind, pair.key, why))
-    if manifest:
-        manifest.close()
-    return {"outcome": outcome, "reasons": reasons, "orphans": orphans}
+    result = Plan()
+    cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
+
+    try:
+        async for chunk in walked_chunks(settings):
+            sorted_ = await triage.sort(chunk)
+            result.orphans += len(sorted_.orphans)
+            result.outcome["already done or kept"] += sum(sorted_.skipped.values())
+            result.outcome["no_mask"] += len(sorted_.no_mask)
+            checked = [("invalid", pair.key, why) for pair, why in sorted_.invalid]
+            checked += await _check_all(sorted_.due, options, cpu)
+            for kind, key, why in checked:
+                result.outcome[kind] += 1
+                if why:
+                    result.reasons.append((kind, key, why))
+    finally:
+        await store.aclose()
+    return result
+
+
+async def _check_all(pairs: list[Pair], options: PreflightOptions, cpu: anyio.CapacityLimiter) -> list[tuple[str, str, str]]:
+    """Preflight a chunk's due pairs on every core; the answers in the walk's order."""
+    found: list[tuple[str, str, str]] = [("", "", "")] * len(pairs)
+
+    async def check(i: int, pair: Pair) -> None:
+        kind, why = await anyio.to_thread.run_sync(_check, pair, options, limiter=cpu)
+        found[i] = (kind, pair.key, why)
+
+    async with anyio.create_task_group() as tg:
+        for i, pair in enumerate(pairs):
+            tg.start_soon(check, i, pair)
+    return found
 
 
 def print_plan(settings: Settings) -> int:
-    result = plan(settings)
-    outcome: Counter[str] = result["outcome"]  # type: ignore[assignment]
-    credits = outcome["ready"] + outcome["fix"]
-    minutes = credits / settings.rate if settings.engine == "clipdrop" else 0.0
-    out = sys.stdout
-    print(f"ready to send: {outcome['ready']}", file=out)
-    print(f"need a fix first: {outcome['fix']}", file=out)
-    print(f"invalid: {outcome['invalid']}", file=out)
-    print(f"without a mask: {outcome['no_mask']}; empty masks (nothing to remove): {outcome['empty_mask']}", file=out)
-    print(f"masks without an image: {result['orphans']}", file=out)
-    print(f"already done (skipped): {outcome['already done or kept']}", file=out)
+    result = anyio.run(plan, settings)
+    outcome = result.outcome
+    print(f"ready to send: {outcome['ready']}")
+    print(f"need a fix first: {outcome['fix']}")
+    print(f"invalid: {outcome['invalid']}")
+    print(f"without a mask: {outcome['no_mask']}; empty masks (nothing to remove): {outcome['empty_mask']}")
+    print(f"masks without an image: {result.orphans}")
+    print(f"already done (skipped): {outcome['already done or kept']}")
     if settings.engine == "clipdrop":
-        print(f"credits needed: {credits} (at most; identical pairs are sent once)", file=out)
-        print(f"time at {settings.rate:g}/min: about {minutes:.1f} min", file=out)
-    for kind, key, why in result["reasons"]:  # type: ignore[attr-defined]
-        print(f"  {kind}: {key}: {why}", file=out)
+        print(f"credits needed: {result.credits} (at most; identical pairs are sent once)")
+        print(f"time at {settings.rate:g}/min: about {result.credits / settings.rate:.1f} min")
+    for kind, key, why in result.reasons:
+        print(f"  {kind}: {key}: {why}")
     return 0

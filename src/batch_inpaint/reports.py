@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
-from typing import Any, Iterator, TextIO
+import time
+from typing import TextIO
 
-from .manifest import Manifest
 from .stats import RunStats
+from .store import ItemRecord, Store
 
-EXPORT_COLUMNS = ("key", "status", "error_status", "error", "output_path", "output_hash", "credits",
-                  "remaining_credits", "attempts", "sends", "possibly_charged", "fixes", "warnings",
-                  "image_path", "mask_path", "started_at", "finished_at", "seconds")
+EXPORT_FORMATS = ("csv", "jsonl")
+EXPORT_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
 
 
 def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
@@ -44,56 +43,49 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
     return "\n".join(lines)
 
 
-def status_report(manifest: Manifest) -> str:
-    counts = manifest.counts()
-    runs = manifest.runs()
+async def status_report(store: Store) -> str:
+    counts = await store.counts()
+    runs = await store.runs()
     lines = ["items: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")]
-    lines.append(f"credits used, all runs: {manifest.credits_spent()}")
+    lines.append(f"credits used, all runs: {await store.credits_spent()}")
     if runs:
         last = runs[-1]
-        lines.append(f"runs: {len(runs)}; last run #{last['id']}: credits used {last['credits_used'] or 0}, "
-                     f"exit code {last['exit_code'] if last['exit_code'] is not None else 'none (still running or killed)'}, "
-                     f"ended {_when(last['ended_at'])}")
-        remaining = next((r["remaining_credits"] for r in reversed(runs) if r["remaining_credits"]), None)
+        ended = "none (still running or killed)" if last.exit_code is None else last.exit_code
+        lines.append(f"runs: {len(runs)}; last run #{last.id}: credits used {last.credits_used or 0}, "
+                     f"exit code {ended}, ended {_when(last.ended_at)}")
+        remaining = next((r.remaining_credits for r in reversed(runs) if r.remaining_credits is not None), None)
         if remaining is not None:
             lines.append(f"last remaining credits reported by the API: {remaining}")
-        twice = sum(r["possibly_charged_twice"] or 0 for r in runs)
+        twice = sum(r.possibly_charged_twice or 0 for r in runs)
         if twice:
             lines.append(f"items resent after a crash (possibly charged twice): {twice}")
-    for row in manifest.problems():
-        code = f" (HTTP {row['error_status']})" if row["error_status"] else ""
-        lines.append(f"  {row['status']}: {row['key']}{code}: {row['error']}")
+    for problem in await store.problems(50):
+        code = f" (HTTP {problem.error_status})" if problem.error_status else ""
+        lines.append(f"  {problem.status}: {problem.key}{code}: {problem.error}")
     return "\n".join(lines)
 
 
 def _when(ts: float | None) -> str:
-    import time
-
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def export_rows(manifest: Manifest) -> Iterator[dict[str, Any]]:
-    for row in manifest.items():
-        yield {col: row[col] for col in EXPORT_COLUMNS}
+def _row(item: ItemRecord) -> dict[str, object]:
+    row: dict[str, object] = {column: getattr(item, column) for column in EXPORT_COLUMNS}
+    row["fixes"] = json.dumps(list(item.fixes)) if item.fixes else None
+    row["warnings"] = json.dumps(list(item.warnings)) if item.warnings else None
+    return row
 
 
-def export(manifest: Manifest, fmt: str, stream: TextIO) -> int:
+async def export(store: Store, fmt: str, stream: TextIO) -> int:
     count = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(stream, fieldnames=EXPORT_COLUMNS)
+    writer = csv.DictWriter(stream, fieldnames=EXPORT_COLUMNS) if fmt == "csv" else None
+    if writer is not None:
         writer.writeheader()
-        for row in export_rows(manifest):
+    async for item in store.items():
+        row = _row(item)
+        if writer is not None:
             writer.writerow(row)
-            count += 1
-    else:
-        for row in export_rows(manifest):
+        else:
             stream.write(json.dumps(row) + "\n")
-            count += 1
+        count += 1
     return count
-
-
-def open_existing(path: Path) -> Manifest:
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    return Manifest(path)
-

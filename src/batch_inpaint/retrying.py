@@ -6,9 +6,12 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import RateLimited, Retryable
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -49,6 +52,11 @@ class RetryPolicy:
     cap: float = 60.0
     #: Pause after a 429 with no Retry-After (grows with consecutive 429s).
     rate_limit_pause: float = 5.0
+
+    @classmethod
+    def from_settings(cls, s: "Settings") -> "RetryPolicy":
+        return cls(max_attempts=s.max_attempts, max_seconds=s.max_item_seconds, base=s.backoff_base,
+                   cap=s.backoff_cap, rate_limit_pause=max(s.backoff_base, 60.0 / s.rate) * 5)
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Full jitter: a uniform draw in [0, min(cap, base * 2**(attempt-1))]."""

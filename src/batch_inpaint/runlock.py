@@ -8,13 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import BatchInpaintError
-
-
-class LockHeld(BatchInpaintError):
-    """Another run is working on this output folder."""
-
-    exit_code = 5
+from .errors import LockHeld, ManifestError
 
 
 class RunLock:
@@ -23,8 +17,12 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Raises LockHeld if another run holds it, ManifestError if the folder cannot be written."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ManifestError(f"{self.path.parent.parent}: cannot write to the output folder: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

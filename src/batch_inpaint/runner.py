@@ -1,27 +1,31 @@
-"""Running a batch as a library call: checks, lock, manifest, engine, then `Batch.run`."""
+"""Running a batch as a library call: checks, lock, store, engine and limiter, then `Batch.run`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from .engines.base import Engine
-from .errors import ConfigError, ManifestError
-from .manifest import Manifest
+from .batch import Batch, Observer
+from .control import RunControl
+from .engines.base import Engine, clipdrop_shaping, local_shaping
+from .errors import ConfigError
+from .limiter import Limiter, ProcessLimiter, Unlimited
+from .locations import lock_path
 from .output import check_output_dir
-from .pairing import TOOL_DIR
-from .pipeline import Batch, Observer
 from .runlock import RunLock
 from .settings import Settings, resolve_api_key
+from .stats import RunStats
+from .store import SqliteStore, Store
 
 
-def tool_dir(out_dir: Path) -> Path:
-    return out_dir / TOOL_DIR
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a run leaves a caller: how it ended, its counters, and where its record is."""
 
-
-def manifest_path(settings: Settings) -> Path:
-    assert settings.out_dir is not None
-    return settings.manifest or tool_dir(settings.out_dir) / "manifest.sqlite3"
+    exit_code: int
+    stats: RunStats
+    manifest: str
+    stop_reason: str | None = None
 
 
 def check_inputs(settings: Settings) -> None:
@@ -52,6 +56,7 @@ def check_inputs(settings: Settings) -> None:
 
 
 def build_engine(settings: Settings) -> Engine:
+    """The engine ``settings.engine`` names; the Clipdrop one needs the key (a ConfigError without one)."""
     if settings.engine == "local":
         from .engines.local import LocalEngine
 
@@ -59,38 +64,65 @@ def build_engine(settings: Settings) -> Engine:
     from .engines.clipdrop import ClipdropEngine
 
     return ClipdropEngine(
-        resolve_api_key(settings), url=settings.api_url, connect_timeout=settings.connect_timeout,
+        resolve_api_key(settings), url=settings.api_url, mode=settings.mode, connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout, write_timeout=settings.write_timeout,
         deadline=settings.request_deadline, ca_bundle=settings.ca_bundle,
     )
+
+
+def engine_shaping(settings: Settings) -> dict[str, Any]:
+    """The identity of the engine `build_engine` would build, without building it (no key needed)."""
+    if settings.engine == "local":
+        return local_shaping(settings.local_method, settings.local_radius)
+    return clipdrop_shaping(settings.mode)
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """The local engine has no rate limit; anything else is paced at ``settings.rate`` in this process."""
+    return Unlimited() if settings.engine == "local" else ProcessLimiter(settings.rate)
 
 
 async def run_batch(
     settings: Settings,
     *,
     engine: Engine | None = None,
+    store: Store | None = None,
+    limiter: Limiter | None = None,
     observer: Observer | None = None,
-    on_start: Callable[[Batch], None] | None = None,
-) -> Batch:
-    """Run one batch to its end (or stop). Raises ConfigError, LockHeld or ManifestError before any request."""
+    on_start: Callable[[RunControl], None] | None = None,
+) -> RunResult:
+    """Run one batch to its end, or until ``RunControl.stop``. What is not given is built from the
+    settings (and closed again): the SQLite manifest, the engine, the limiter. Raises ConfigError,
+    LockHeld or ManifestError before any request."""
     check_inputs(settings)
     assert settings.out_dir is not None
-    if engine is None and settings.engine == "clipdrop":
-        resolve_api_key(settings)  # a missing key is a usage error, found before the lock or any request
-    lock = RunLock(tool_dir(settings.out_dir) / "run.lock")
+    if engine is None:
+        engine = build_engine(settings)  # a missing key is a usage error, found before the lock or any request
+        owned_engine = True
+    else:
+        owned_engine = False
     try:
-        lock.acquire()
-    except OSError as exc:
-        raise ManifestError(f"{settings.out_dir}: cannot write to the output folder: {exc.strerror}") from None
-    with lock:
-        manifest = Manifest(manifest_path(settings))
-        engine = engine or build_engine(settings)
-        try:
-            batch = Batch(settings, engine=engine, manifest=manifest, observer=observer)
-            if on_start is not None:
-                on_start(batch)
-            await batch.run()
-            return batch
-        finally:
+        with RunLock(lock_path(settings.out_dir)):
+            return await _run_locked(settings, engine, store, limiter, observer, on_start)
+    finally:
+        if owned_engine:
             await engine.aclose()
-            manifest.close()
+
+
+async def _run_locked(settings: Settings, engine: Engine, store: Store | None, limiter: Limiter | None,
+                      observer: Observer | None, on_start: Callable[[RunControl], None] | None) -> RunResult:
+    owned_store, owned_limiter = store is None, limiter is None
+    store = store or SqliteStore(settings.manifest_path)
+    limiter = limiter or build_limiter(settings)
+    control = RunControl(settings.grace_seconds)
+    try:
+        batch = Batch(settings, engine=engine, store=store, limiter=limiter, control=control, observer=observer)
+        if on_start is not None:
+            on_start(control)
+        await batch.run()
+        return RunResult(batch.exit_code, batch.stats, store.location, control.stop_reason)
+    finally:
+        if owned_limiter:
+            await limiter.aclose()
+        if owned_store:
+            await store.aclose()

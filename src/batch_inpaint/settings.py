@@ -17,6 +17,8 @@ ENGINES = ("clipdrop", "local")
 MODES = ("fast", "quality")
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 OVERSIZE = ("downscale", "crop", "fail")
+LOCAL_METHODS = ("telea", "ns")
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,9 @@ class Settings:
     dry_run: bool = False
     progress: str = "auto"
 
+    def __post_init__(self) -> None:
+        validate(self)
+
     def __repr__(self) -> str:  # keeps the key out of any repr
         shown = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "api_key"
@@ -83,12 +88,23 @@ class Settings:
             return 2 * (os.cpu_count() or 2)
         return max(4, min(128, math.ceil(self.rate / 60.0 * 30.0) + 2))
 
+    def public(self) -> dict[str, Any]:
+        """The settings as a run records them: never the key."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+
+    @property
+    def manifest_path(self) -> Path:
+        from .locations import manifest_path
+
+        if self.out_dir is None:
+            raise ConfigError("no output folder (--out)")
+        return manifest_path(self.out_dir, self.manifest)
+
     def output_shaping(self) -> dict[str, Any]:
-        """The settings an output depends on: a change makes done items due again."""
+        """The settings an output depends on, besides the engine's own (`Engine.shaping`): a change
+        makes done items due again."""
         shaping: dict[str, Any] = {
-            "engine": self.engine,
-            "mode": self.mode if self.engine == "clipdrop" else None,
-            "local": [self.local_method, self.local_radius] if self.engine == "local" else None,
             "threshold": self.mask_threshold,
             "dilate": self.dilate,
             "resize_mask": self.resize_mask,
@@ -96,6 +112,15 @@ class Settings:
             "format": [self.output_format, self.quality if self.output_format != "png" else None],
         }
         return shaping
+
+
+def settings_hash(settings: Settings, engine_shaping: Mapping[str, Any]) -> str:
+    """The hash recorded with every item: its settings and its engine's identity. A change makes it due."""
+    import hashlib
+    import json
+
+    text = json.dumps({**settings.output_shaping(), **engine_shaping}, sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 _PATH_FIELDS = {f.name for f in fields(Settings) if "Path" in str(f.type)}
@@ -195,12 +220,12 @@ def build_settings(
         if name not in _FIELD_TYPES:
             raise ConfigError(f"unknown setting '{name}'")
         merged[name] = Path(value).expanduser() if name in _PATH_FIELDS and isinstance(value, str) else value
-    settings = Settings(**merged)
-    validate(settings)
-    return settings
+    return Settings(**merged)
 
 
 def validate(s: Settings) -> None:
+    """Raises ConfigError for the first setting out of range; `Settings` runs it when built."""
+
     def check(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
@@ -209,8 +234,9 @@ def validate(s: Settings) -> None:
     check(s.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {s.mode!r}")
     check(s.output_format in OUTPUT_FORMATS, f"output format must be one of {', '.join(OUTPUT_FORMATS)}")
     check(s.oversize in OVERSIZE, f"oversize must be one of {', '.join(OVERSIZE)}")
-    check(s.local_method in ("telea", "ns"), "local method must be telea or ns")
-    check(s.rate > 0, "rate must be a positive number of requests per minute")
+    check(s.local_method in LOCAL_METHODS, f"local method must be one of {', '.join(LOCAL_METHODS)}")
+    check(s.progress in PROGRESS_MODES, f"progress must be one of {', '.join(PROGRESS_MODES)}")
+    check(0 < s.rate < math.inf, "rate must be a positive number of requests per minute")
     check(s.concurrency is None or s.concurrency >= 1, "concurrency must be at least 1")
     check(1 <= s.quality <= 100, "quality must be between 1 and 100")
     check(s.inflight_mb >= 1, "inflight-mb must be at least 1")

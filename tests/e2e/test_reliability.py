@@ -5,13 +5,11 @@ Marked slow where it takes more than a few seconds; CI runs all of it.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

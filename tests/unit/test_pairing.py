@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from batch_inpaint.errors import ConfigError
-from batch_inpaint.pairing import FileSig, OrphanMask, Pair, PairingRules, read_pairs_file, split_name, walk
+from batch_inpaint.pairing import FileSig, OrphanMask, Pair, PairingRules, split_name, walk
+from batch_inpaint.pairs_file import read_pairs_file
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

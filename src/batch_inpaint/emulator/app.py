@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import math
 import random
-import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import anyio
@@ -24,55 +20,12 @@ from starlette.types import Receive, Scope, Send
 
 from .. import imaging
 from ..engines.local import inpaint_png
+from .config import FAULTS, EmulatorConfig
 from .limits import Window
+from .requestlog import RequestLog
 
-from .cli import FAULTS
 MAX_PIXELS = 16_000_000
 MAX_BYTES = 30_000_000
-
-
-@dataclass
-class EmulatorConfig:
-    keys: dict[str, float] = field(default_factory=lambda: {"test-key": 1000.0})
-    rate_per_minute: float = 60.0
-    #: The window's length: tests shrink it (10 per 6 s is 100 per minute) to check windows quickly.
-    window_seconds: float = 60.0
-    window: str = "sliding"
-    retry_after: bool = True
-    faults: dict[str, float] = field(default_factory=dict)
-    latency_mean: float = 0.0
-    latency_spread: float = 0.0
-    hang_seconds: float = 3600.0
-    seed: int | None = None
-    log_path: Path | None = None
-    exif: str = "ignore"
-    grey_masks: str = "reject"
-    #: "inpaint" runs the local engine; "echo" returns the image itself as PNG; "stub" returns a cached
-    #: flat PNG of the right size (nearly free: for benchmarks of the client alone).
-    work: str = "inpaint"
-
-    def __post_init__(self) -> None:
-        unknown = set(self.faults) - set(FAULTS)
-        if unknown:
-            raise ValueError(f"unknown fault kinds: {', '.join(sorted(unknown))}; known: {', '.join(FAULTS)}")
-        if sum(self.faults.values()) > 1.0:
-            raise ValueError("fault rates add up to more than 1")
-
-
-class RequestLog:
-    """JSON lines, one per request: arrival time, status, fault, whether it was charged. Never the key."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._fh = path.open("a", encoding="utf-8") if path else None
-        self._lock = threading.Lock()
-        self.entries: list[dict[str, Any]] = []
-
-    def write(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self.entries.append(entry)
-            if self._fh is not None:
-                self._fh.write(json.dumps(entry) + "\n")
-                self._fh.flush()
 
 
 class Reject(Exception):

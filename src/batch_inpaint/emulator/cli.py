@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-
-FAULTS = ("500", "502", "503", "429", "429bare", "reset", "hang", "truncate", "corrupt")
+from .config import FAULTS
 
 
 def add_emulator_parser(sub: Any) -> None:
@@ -53,7 +52,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, float]:
 
 
 def run_emulator(args: argparse.Namespace) -> int:
-    from .app import EmulatorConfig
+    from .config import EmulatorConfig
     from .server import serve
 
     try:

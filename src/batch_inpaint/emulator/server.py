@@ -10,7 +10,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from starlette.types import Scope
 
-from .app import EmulatorConfig, create_app
+from .app import create_app
+from .config import EmulatorConfig
 
 _connections: dict[tuple[str, int], Any] = {}
 

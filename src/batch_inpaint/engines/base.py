@@ -1,8 +1,10 @@
+"""The engine seam: one method does the work; the engine says what shapes its output and what a call costs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Mapping, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +15,6 @@ class InpaintRequest:
     image_type: str
     mask_png: bytes = field(repr=False)
     size: tuple[int, int]
-    mode: str = "fast"
     name: str = "image"
 
 
@@ -22,17 +23,34 @@ class InpaintResult:
     """A verified PNG of ``size`` and what it cost."""
 
     png: bytes = field(repr=False)
-    credits_consumed: Decimal | None = None
+    credits_consumed: Decimal = Decimal(0)
     remaining_credits: Decimal | None = None
 
 
 class Engine(Protocol):
-    """One method does the work. Errors are those of ``batch_inpaint.errors`` only."""
+    """Errors are those of ``batch_inpaint.errors`` only.
+
+    ``shaping`` is the engine's part of the settings hash: results recorded under one identity are
+    never taken for another's. ``credits_per_request`` is the most one call may cost; the credit
+    budget reserves it before each call (0 for an engine that costs nothing).
+    """
 
     name: str
-    #: True if a call may spend credits (the pipeline then paces and budgets it).
-    paid: bool
+
+    @property
+    def shaping(self) -> Mapping[str, Any]: ...
+
+    @property
+    def credits_per_request(self) -> Decimal: ...
 
     async def inpaint(self, request: InpaintRequest) -> InpaintResult: ...
 
     async def aclose(self) -> None: ...
+
+
+def clipdrop_shaping(mode: str) -> dict[str, Any]:
+    return {"engine": "clipdrop", "mode": mode, "local": None}
+
+
+def local_shaping(method: str, radius: int) -> dict[str, Any]:
+    return {"engine": "local", "mode": None, "local": [method, radius]}

@@ -25,20 +25,22 @@ from ..errors import (
     TransportError,
 )
 from ..retrying import parse_retry_after
-from .base import InpaintRequest, InpaintResult
+from .base import InpaintRequest, InpaintResult, clipdrop_shaping
 
 USER_AGENT = "batch-inpaint/0.1"
 
 
 class ClipdropEngine:
     name = "clipdrop"
-    paid = True
+    #: One successful call costs one credit, unless the answer's x-credits-consumed says otherwise.
+    credits_per_request = Decimal(1)
 
     def __init__(
         self,
         api_key: str,
         *,
         url: str,
+        mode: str = "fast",
         connect_timeout: float = 10.0,
         read_timeout: float = 90.0,
         write_timeout: float = 60.0,
@@ -48,6 +50,8 @@ class ClipdropEngine:
     ) -> None:
         self._key = api_key
         self._url = url
+        self._form = {"mode": mode} if mode != "fast" else {}
+        self.shaping = clipdrop_shaping(mode)
         self._deadline = deadline
         timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=write_timeout, pool=None)
         verify: str | bool = str(ca_bundle) if ca_bundle else True  # never False: no way to turn TLS checks off
@@ -69,10 +73,9 @@ class ClipdropEngine:
             "image_file": (f"image.{ext}", request.image, request.image_type),
             "mask_file": ("mask.png", request.mask_png, "image/png"),
         }
-        data = {"mode": request.mode} if request.mode != "fast" else {}
         try:
             with anyio.fail_after(self._deadline):
-                response = await self._client.post(self._url, files=files, data=data)
+                response = await self._client.post(self._url, files=files, data=self._form)
         except TimeoutError:
             raise TransportError(f"no complete answer within the {self._deadline:g} s deadline") from None
         except httpx.TimeoutException as exc:
@@ -105,9 +108,10 @@ class ClipdropEngine:
         if got != size:
             raise BrokenResponse(f"result is {got[0]}x{got[1]}, expected {size[0]}x{size[1]}")
         await anyio.to_thread.run_sync(_verify_png, body)
+        consumed = _decimal(response.headers.get("x-credits-consumed"))
         return InpaintResult(
             body,
-            credits_consumed=_decimal(response.headers.get("x-credits-consumed")),
+            credits_consumed=self.credits_per_request if consumed is None else consumed,
             remaining_credits=_decimal(response.headers.get("x-remaining-credits")),
         )
 

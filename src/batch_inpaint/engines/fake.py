@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from PIL import Image
 
@@ -17,6 +17,7 @@ class FakeEngine:
     """Returns a grey PNG of the right size, or raises the next scripted exception.
 
     ``script`` is consumed one entry per call (None means succeed); after it runs out every call succeeds.
+    A ``paid`` fake costs a credit per success, like the API; an unpaid one costs nothing, like the local engine.
     """
 
     name = "fake"
@@ -25,6 +26,8 @@ class FakeEngine:
                  on_call: Callable[[InpaintRequest], None] | None = None) -> None:
         self._script = list(script)
         self.paid = paid
+        self.credits_per_request = Decimal(1 if paid else 0)
+        self.shaping: Mapping[str, Any] = {"engine": "fake", "mode": None, "local": None}
         self.calls: list[InpaintRequest] = []
         self.credits = Decimal(1000)
         self._on_call = on_call
@@ -37,10 +40,10 @@ class FakeEngine:
             outcome = self._script.pop(0)
             if outcome is not None:
                 raise outcome
-        self.credits -= 1
+        self.credits -= self.credits_per_request
         w, h = request.size
         png = imaging.encode_png(Image.new("RGB", (w, h), (128, 128, 128)))
-        return InpaintResult(png, Decimal(1), self.credits)
+        return InpaintResult(png, self.credits_per_request, self.credits)
 
     async def aclose(self) -> None:
         return None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 
 import anyio
 import cv2
 import numpy as np
 
 from ..errors import InvalidInput
-from .base import InpaintRequest, InpaintResult
+from .base import InpaintRequest, InpaintResult, local_shaping
 
 METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
@@ -53,13 +54,14 @@ def inpaint_png(image_bytes: bytes, mask_png: bytes, *, method: str = "telea", r
 
 class LocalEngine:
     name = "local"
-    paid = False
+    credits_per_request = Decimal(0)
 
     def __init__(self, *, method: str = "telea", radius: int = 5, threads: int | None = None) -> None:
         # One picture per thread, one thread per core: OpenCV's own pool would only spin beside them.
         cv2.setNumThreads(1)
         self.method = method
         self.radius = radius
+        self.shaping = local_shaping(method, radius)
         self._limiter = anyio.CapacityLimiter(threads or os.cpu_count() or 2)
 
     async def inpaint(self, request: InpaintRequest) -> InpaintResult:

@@ -1,4 +1,4 @@
-"""The batch with the shipped FakeEngine on a fake clock: retries, pauses, stops and budgets, no network."""
+"""The batch with the shipped FakeEngine on fake loop time (looptime): retries, pauses, stops and budgets."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import anyio
 import pytest
 
-from batch_inpaint.clock import FakeClock
+from tests.conftest import fake_time
+
+from batch_inpaint.batch import Batch
 from batch_inpaint.engines.base import InpaintRequest
 from batch_inpaint.engines.fake import FakeEngine
 from batch_inpaint.errors import (
@@ -20,11 +23,12 @@ from batch_inpaint.errors import (
     ServerError,
     TransportError,
 )
-from batch_inpaint.manifest import Manifest
-from batch_inpaint.pipeline import Batch
+from batch_inpaint.limiter import Limiter, ProcessLimiter, Unlimited
 from batch_inpaint.retrying import RetryPolicy
 from batch_inpaint.settings import Settings
+from batch_inpaint.store import SqliteStore
 from batch_inpaint.synthetic import write_tree
+
 
 
 @pytest.fixture
@@ -33,35 +37,37 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-async def run(tree: Path, engine: FakeEngine, *, clock: FakeClock | None = None,
+async def run(tree: Path, engine: FakeEngine, *, limiter: Limiter | None = None,
               before: Callable[[Batch], None] | None = None, **changes: object) -> Batch:
     settings = Settings(input_dir=tree / "in" / "photos", masks_dir=tree / "in" / "masks", out_dir=tree / "out",
                         rate=60, concurrency=changes.pop("concurrency", 2), **changes)  # type: ignore[arg-type]
-    manifest = Manifest(tree / "out" / ".batch-inpaint" / "manifest.sqlite3")
-    batch = Batch(settings, engine=engine, manifest=manifest, clock=clock or FakeClock(),
+    store = SqliteStore(tree / "out" / ".batch-inpaint" / "manifest.sqlite3")
+    batch = Batch(settings, engine=engine, store=store, limiter=limiter or ProcessLimiter(60),
                   policy=RetryPolicy(max_attempts=4, max_seconds=600))
     if before is not None:
         before(batch)
     try:
         await batch.run()
     finally:
-        manifest.close()
+        await store.aclose()
     return batch
 
 
 def statuses(tree: Path) -> dict[str, str]:
-    manifest = Manifest(tree / "out" / ".batch-inpaint" / "manifest.sqlite3")
+    import sqlite3
+
+    db = sqlite3.connect(tree / "out" / ".batch-inpaint" / "manifest.sqlite3")
     try:
-        return {row["key"]: row["status"] for row in manifest.items()}
+        return dict(db.execute("SELECT key, status FROM items"))
     finally:
-        manifest.close()
+        db.close()
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_server_errors_are_retried_with_backoff(tree: Path) -> None:
-    clock = FakeClock()
     engine = FakeEngine([ServerError(503, "busy"), ServerError(500, "oops")])
-    batch = await run(tree, engine, clock=clock)
+    batch = await run(tree, engine)
     assert batch.exit_code == 0
     assert batch.stats.done == 6 and batch.stats.retries == 2
     assert len(engine.calls) == 8
@@ -69,52 +75,50 @@ async def test_server_errors_are_retried_with_backoff(tree: Path) -> None:
     assert len(list((tree / "out").glob("*.png"))) == 6
 
 
-def record_releases(clock: FakeClock, releases: list[tuple[float, bool]], limited: list[float]) -> Callable[[Batch], None]:
-    """Wrap the batch's pacer: note when each send slot is released and whether a 429 had come back before."""
+class RecordingLimiter(ProcessLimiter):
+    """Notes when each send slot is released and whether a 429 had come back before it."""
 
-    def install(batch: Batch) -> None:
-        assert batch.pacer is not None
-        acquire = batch.pacer.acquire
+    def __init__(self, limited: list[float]) -> None:
+        super().__init__(60)
+        self.limited = limited
+        self.releases: list[tuple[float, bool]] = []
 
-        async def recording() -> None:
-            await acquire()
-            releases.append((clock.now(), bool(limited)))
-
-        batch.pacer.acquire = recording  # type: ignore[method-assign]
-
-    return install
+    async def acquire(self) -> None:
+        await super().acquire()
+        self.releases.append((anyio.current_time(), bool(self.limited)))
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_a_429_pauses_every_worker(tree: Path) -> None:
-    clock = FakeClock()
     limited: list[float] = []
-    releases: list[tuple[float, bool]] = []
 
     def on_call(request: InpaintRequest) -> None:
         if len(engine.calls) == 2:
-            limited.append(clock.now())
+            limited.append(anyio.current_time())
 
     engine = FakeEngine([None, RateLimited(None)], on_call=on_call)
-    batch = await run(tree, engine, clock=clock, concurrency=4, before=record_releases(clock, releases, limited))
+    limiter = RecordingLimiter(limited)
+    batch = await run(tree, engine, concurrency=4, limiter=limiter)
     assert batch.stats.rate_limited == 1 and batch.stats.done == 6
-    after_429 = [t for t, seen in releases if seen]
+    after_429 = [t for t, seen in limiter.releases if seen]
     assert after_429  # at least the retry of the limited item went after the 429
     # no worker was let through until the pause (5 s without Retry-After) was over
     assert min(after_429) >= limited[0] + 5.0
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_retry_after_sets_the_pause(tree: Path) -> None:
-    clock = FakeClock()
     limited: list[float] = []
-    releases: list[tuple[float, bool]] = []
-    engine = FakeEngine([RateLimited(30.0)], on_call=lambda r: limited.append(clock.now()) if not limited else None)
-    await run(tree, engine, clock=clock, concurrency=3, before=record_releases(clock, releases, limited))
-    assert min(t for t, seen in releases if seen) >= limited[0] + 30.0
+    engine = FakeEngine([RateLimited(30.0)], on_call=lambda r: limited.append(anyio.current_time()) if not limited else None)
+    limiter = RecordingLimiter(limited)
+    await run(tree, engine, concurrency=3, limiter=limiter)
+    assert min(t for t, seen in limiter.releases if seen) >= limited[0] + 30.0
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_a_rejected_key_stops_the_run_without_more_requests(tree: Path) -> None:
     engine = FakeEngine([KeyRejected(403, "invalid api key")])
     batch = await run(tree, engine, concurrency=1)
@@ -125,6 +129,7 @@ async def test_a_rejected_key_stops_the_run_without_more_requests(tree: Path) ->
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_out_of_credits_stops_with_exit_4(tree: Path) -> None:
     engine = FakeEngine([None, None, CreditsExhausted("Not enough credits")])
     batch = await run(tree, engine, concurrency=1)
@@ -133,6 +138,7 @@ async def test_out_of_credits_stops_with_exit_4(tree: Path) -> None:
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_a_rejected_item_fails_alone(tree: Path) -> None:
     engine = FakeEngine([Rejected(400, "mask resolution differs")])
     batch = await run(tree, engine, concurrency=1)
@@ -143,6 +149,7 @@ async def test_a_rejected_item_fails_alone(tree: Path) -> None:
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_retries_are_bounded(tree: Path) -> None:
     engine = FakeEngine([ServerError(503, "down")] * 4)
     batch = await run(tree, engine, concurrency=1)
@@ -151,6 +158,7 @@ async def test_retries_are_bounded(tree: Path) -> None:
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_lost_answers_count_as_possibly_charged(tree: Path) -> None:
     engine = FakeEngine([TransportError("reset"), TransportError("reset")])
     batch = await run(tree, engine, concurrency=1)
@@ -158,6 +166,7 @@ async def test_lost_answers_count_as_possibly_charged(tree: Path) -> None:
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_max_credits_budget_counts_requests_in_flight(tree: Path) -> None:
     engine = FakeEngine()
     batch = await run(tree, engine, concurrency=4, max_credits=3)
@@ -167,21 +176,26 @@ async def test_max_credits_budget_counts_requests_in_flight(tree: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_local_engine_style_unpaid_engine_is_not_paced(tree: Path) -> None:
-    clock = FakeClock()
+@fake_time
+async def test_an_unpaid_engine_with_no_limiter_spends_nothing_and_never_waits(tree: Path) -> None:
     engine = FakeEngine(paid=False)
-    batch = await run(tree, engine, clock=clock)
-    assert batch.stats.done == 6 and batch.stats.credits_used == 0
-    assert clock.sleeps == []
-
-
-def test_fake_engine_records_requests() -> None:
-    engine = FakeEngine()
-    assert engine.calls == [] and engine.paid
-    assert isinstance(InpaintRequest(b"", "image/png", b"", (1, 1)), InpaintRequest)
+    started = anyio.current_time()
+    batch = await run(tree, engine, limiter=Unlimited(), max_credits=0)
+    assert batch.stats.done == 6 and batch.stats.credits_used == 0  # a budget of 0 stops nothing that is free
+    assert anyio.current_time() == started  # no pacing, no sleep of any kind
 
 
 @pytest.mark.asyncio
+@fake_time
+async def test_a_paid_engine_is_paced_at_the_rate(tree: Path) -> None:
+    started = anyio.current_time()
+    batch = await run(tree, FakeEngine(), concurrency=6)
+    assert batch.stats.done == 6
+    assert anyio.current_time() - started >= 5 * 60 / 60  # six sends, evenly spaced at 60 a minute
+
+
+@pytest.mark.asyncio
+@fake_time
 @pytest.mark.parametrize("code, stops", [(errno.ENOSPC, True), (errno.EROFS, True), (errno.ENAMETOOLONG, False)])
 async def test_a_failed_write_fails_the_item_and_a_full_disk_stops_the_run(
     tree: Path, monkeypatch: pytest.MonkeyPatch, code: int, stops: bool
@@ -207,6 +221,7 @@ async def test_a_failed_write_fails_the_item_and_a_full_disk_stops_the_run(
 
 
 @pytest.mark.asyncio
+@fake_time
 @pytest.mark.parametrize("copy", [False, True])
 async def test_an_empty_mask_sends_nothing_and_can_copy_the_original(tree: Path, copy: bool) -> None:
     from PIL import Image
@@ -223,25 +238,27 @@ async def test_an_empty_mask_sends_nothing_and_can_copy_the_original(tree: Path,
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_429s_do_not_use_up_attempts(tree: Path) -> None:
     engine = FakeEngine([RateLimited(0.5)] * 6 + [ServerError(503, "x")] * 3)
     batch = await run(tree, engine, concurrency=1)  # 4 attempts allowed: 6 429s and 3 503s still succeed
     assert batch.exit_code == 0 and batch.stats.rate_limited == 6 and batch.stats.done == 6
 
 
-def test_the_pipeline_loads_no_numpy_or_opencv() -> None:
+def test_the_batch_loads_no_numpy_or_opencv() -> None:
     """A re-run that finds nothing to do must not pay for loading NumPy and OpenCV: a fresh
     interpreter imports the pipeline and the engines' interface and finds neither loaded."""
     import subprocess
     import sys
 
-    code = ("import sys, batch_inpaint.pipeline, batch_inpaint.engines, batch_inpaint.runner; "
+    code = ("import sys, batch_inpaint.batch, batch_inpaint.engines, batch_inpaint.runner; "
             "print(sorted(m for m in ('numpy', 'cv2') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 
 
 @pytest.mark.asyncio
+@fake_time
 async def test_retry_state_does_not_pile_up_between_full_collections(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each item's tenacity retrier is cyclic garbage once the item is done; the batch runs a full
     collection every COLLECT_EVERY items so a long run's memory does not grow with its length."""
@@ -249,9 +266,9 @@ async def test_retry_state_does_not_pile_up_between_full_collections(tree: Path,
 
     from tenacity import AsyncRetrying
 
-    from batch_inpaint import pipeline
+    from batch_inpaint import batch as batch_module
 
-    monkeypatch.setattr(pipeline, "COLLECT_EVERY", 2)
+    monkeypatch.setattr(batch_module, "COLLECT_EVERY", 2)
     gc.collect()
     gc.disable()
     try:

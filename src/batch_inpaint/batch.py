@@ -1,0 +1,176 @@
+"""The batch: the wiring of the stages. Each stage lives in a module named for it (docs/architecture.md):
+
+    pairing -> triage -> preflight   (intake)   -> limiter -> sending -> compose -> output -> recording
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from typing import Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from . import compose
+from .control import RunControl
+from .credits import CreditBudget
+from .dedupe import Dedupe
+from .engines.base import Engine
+from .errors import DiskUnwritable, InvalidInput, ItemError, ManifestError, OutputError, Retryable, RunStopped
+from .inflight import ByteBudget, footprint
+from .intake import Intake
+from .limiter import Limiter
+from .output import DISK_ERRNOS, OutputWriter
+from .preflight import Prepared
+from .recording import Recorder
+from .retrying import RetryPolicy
+from .sending import NotSent, Sender
+from .settings import Settings, settings_hash
+from .stats import RunStats
+from .store import RunEnd, Store
+from .triage import Triage
+
+#: Items sent between two full passes of the cyclic garbage collector (see `Batch._collect_garbage`).
+COLLECT_EVERY = 250
+
+
+class Observer(Protocol):
+    async def watch(self, stats: RunStats) -> None:
+        """Runs for the length of the batch (cancelled at its end): draw progress from ``stats``."""
+
+
+class Batch:
+    def __init__(self, settings: Settings, *, engine: Engine, store: Store, limiter: Limiter,
+                 control: RunControl | None = None, policy: RetryPolicy | None = None,
+                 observer: Observer | None = None) -> None:
+        assert settings.out_dir is not None
+        self.settings = settings
+        self.store = store
+        self.limiter = limiter
+        self.control = control or RunControl(settings.grace_seconds)
+        self.observer = observer
+        self.stats = RunStats()
+        self.settings_hash = settings_hash(settings, engine.shaping)
+        cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
+        self._cpu = cpu
+        self.recorder = Recorder(store, self.stats, self.settings_hash)
+        writer = OutputWriter(settings.out_dir, settings.output_format)
+        self.dedupe = Dedupe(store, writer, self.recorder, force=settings.force)
+        self.intake = Intake(settings, Triage(store, settings, self.settings_hash, record=True, cpu=cpu),
+                             self.recorder, writer, self.stats, cpu, self._finish)
+        self.sender = Sender(engine, limiter, policy or RetryPolicy.from_settings(settings), self.control,
+                             self.recorder, CreditBudget(settings.max_credits, engine.credits_per_request),
+                             self.stats, self._finish)
+        self.writer = writer
+        self._dispatch = anyio.Lock()
+        self._bytes = ByteBudget(settings.inflight_mb * 1_000_000)
+        self._sent_since_collect = 0
+
+    @property
+    def exit_code(self) -> int:
+        return self.control.exit_code(self.stats.unfinished_items)
+
+    async def run(self) -> RunStats:
+        self.recorder.run_id = await self.store.start_run(self.settings.public(), os.getpid())
+        try:
+            async with anyio.create_task_group() as outer:
+                self.control.bind(outer)
+                if self.observer is not None:
+                    outer.start_soon(self.observer.watch, self.stats)
+                async with anyio.create_task_group() as tg:
+                    ready_send, ready_recv = anyio.create_memory_object_stream[Prepared](2)
+                    tg.start_soon(self._intake, ready_send)
+                    async with ready_recv:
+                        for _ in range(self.settings.workers):
+                            tg.start_soon(self._worker, ready_recv.clone())
+                outer.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._record_end()
+        return self.stats
+
+    async def _intake(self, ready: MemoryObjectSendStream[Prepared]) -> None:
+        with anyio.CancelScope() as scope:
+            self.control.bind_intake(scope)
+            await self.intake.run(ready)
+
+    async def _record_end(self) -> None:
+        s = self.stats
+        try:
+            await self.store.end_run(self.recorder.run_id, RunEnd(
+                s.counts(), s.credits_used, s.remaining_credits, s.requests, s.resent_after_crash, self.exit_code))
+        except ManifestError:
+            pass  # the run is failing on this very store; that error is what the user sees
+
+    async def _finish(self, prepared: Prepared, result_png: bytes | None) -> bytes:
+        fmt, quality = self.settings.output_format, self.settings.quality
+        return await anyio.to_thread.run_sync(compose.finish, prepared, result_png, fmt, quality, limiter=self._cpu)
+
+    async def _worker(self, ready: MemoryObjectReceiveStream[Prepared]) -> None:
+        """Take the next item only when it can be sent: waiting workers hold no pictures in memory.
+
+        One worker at a time takes an item, waits for room in the byte budget and for its send slot;
+        the rest wait empty-handed. The limiter spaces sends anyway, so this costs no throughput.
+        """
+        async with ready:
+            while True:
+                async with self._dispatch:
+                    try:
+                        prepared = await ready.receive()
+                    except anyio.EndOfStream:
+                        return
+                    # A pair identical to one already done is a copy: no send slot, no credit.
+                    if self.control.stopping or await self.dedupe.copy_done(prepared):
+                        continue
+                    cost = footprint(prepared)
+                    await self._bytes.acquire(cost)
+                    slot = await self.control.wait_unless_stopped(self.limiter.acquire)
+                try:
+                    if slot:  # else the run is stopping: the item stays pending, as the walk recorded it
+                        await self._process(prepared)
+                finally:
+                    self._bytes.release(cost)
+                    del prepared  # an idle worker must not keep its last picture alive
+
+    async def _process(self, prepared: Prepared) -> None:
+        key = prepared.pair.key
+        async with self.dedupe.turn(prepared) as send:
+            if not send:
+                return
+            started = time.time()
+            try:
+                data, result = await self.sender.send(prepared)
+                output = await self.writer.write(prepared.pair, data)
+                await self.recorder.done(prepared, output, result, time.time() - started)
+            except NotSent:
+                await self.recorder.pending(key)
+            except RunStopped as exc:
+                await self.recorder.pending(key, error=str(exc), error_status=exc.status)
+                self.control.fail(exc)
+            except OutputError as exc:
+                await self.recorder.settle(key, "failed", f"paid for, but the output could not be written: {exc}")
+                if exc.errno in DISK_ERRNOS:
+                    self.control.fail(DiskUnwritable(
+                        f"stopped so no more credits are spent on results that cannot be saved: {exc}"))
+            except ItemError as exc:
+                await self.recorder.settle(key, "invalid" if isinstance(exc, InvalidInput) else "failed", str(exc),
+                                           exc.status)
+            except Retryable as exc:
+                policy = self.sender.policy
+                await self.recorder.settle(key, "failed", f"gave up after {policy.max_attempts} attempts or "
+                                           f"{policy.max_seconds:g} s: {exc}", exc.status)
+            finally:
+                self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """Each item's retry state and its tenacity retrier refer to each other, about 5 KB an item
+        (more when an attempt failed: its exception's frames hold the picture). Such cycles outlive
+        the young generations, and the full pass that frees them may never come in a long run (none
+        in a 1,000-item one), so memory would creep up with the run's length. A full pass every few
+        hundred items keeps it flat for a few milliseconds each."""
+        self._sent_since_collect += 1
+        if self._sent_since_collect >= COLLECT_EVERY:
+            self._sent_since_collect = 0
+            gc.collect()

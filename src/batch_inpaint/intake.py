@@ -1,0 +1,108 @@
+"""The intake: walk, decide, preflight. Pairs stream in; prepared items that need a request stream out.
+
+Bounded streams keep memory flat for any folder size, and the first request goes out while the walk
+is still running.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Awaitable, Callable
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .errors import BatchInpaintError, InvalidInput
+from .output import OutputWriter
+from .pairing import Pair
+from .preflight import PreflightOptions, Prepared, prepare
+from .recording import Recorder
+from .settings import Settings
+from .stats import RunStats
+from .triage import Sorted, Triage, walked_chunks
+
+#: The original itself, as the output format wants it (an empty mask the user wants copied).
+Finish = Callable[[Prepared, None], Awaitable[bytes]]
+
+
+class Intake:
+    def __init__(self, settings: Settings, triage: Triage, recorder: Recorder, writer: OutputWriter,
+                 stats: RunStats, cpu: anyio.CapacityLimiter, finish: Finish) -> None:
+        self.settings = settings
+        self.triage = triage
+        self.recorder = recorder
+        self.writer = writer
+        self.stats = stats
+        self.options = PreflightOptions.from_settings(settings)
+        self._cpu = cpu
+        self._finish = finish
+
+    async def run(self, ready: MemoryObjectSendStream[Prepared]) -> None:
+        async with anyio.create_task_group() as tg, ready:
+            due_send, due_recv = anyio.create_memory_object_stream[Pair](64)
+            tg.start_soon(self._feed, due_send)
+            async with due_recv:
+                for _ in range((os.cpu_count() or 2) + 1):
+                    tg.start_soon(self._preflight_loop, due_recv.clone(), ready.clone())
+
+    async def _feed(self, due: MemoryObjectSendStream[Pair]) -> None:
+        async with due:
+            async for chunk in walked_chunks(self.settings):
+                for pair in self._count(await self.triage.sort(chunk)):
+                    await due.send(pair)
+        self.stats.walk_finished = True
+
+    def _count(self, sorted_: Sorted) -> list[Pair]:
+        stats = self.stats
+        for orphan in sorted_.orphans:
+            stats.orphan(str(orphan.path))
+        stats.seen += sorted_.pairs
+        for status, count in sorted_.skipped.items():
+            if status in ("done", "empty_mask"):
+                stats.already_done += count
+            elif status == "no_mask":
+                stats.no_mask += count
+            else:
+                stats.kept_failed += count
+        stats.no_mask += len(sorted_.no_mask)
+        for pair, reason in sorted_.invalid:
+            stats.problem(pair.key, "invalid", reason)
+        stats.due += len(sorted_.due)
+        return sorted_.due
+
+    async def _preflight_loop(self, due: MemoryObjectReceiveStream[Pair], ready: MemoryObjectSendStream[Prepared]) -> None:
+        async with due, ready:
+            async for pair in due:
+                prepared = await self._preflight(pair)
+                if prepared is not None:
+                    await ready.send(prepared)
+
+    async def _preflight(self, pair: Pair) -> Prepared | None:
+        """Prepared for sending, or None when the item was settled without a request."""
+        try:
+            prepared = await anyio.to_thread.run_sync(prepare, pair, self.options, limiter=self._cpu)
+        except InvalidInput as exc:
+            await self.recorder.settle(pair.key, "invalid", str(exc))
+            return None
+        except Exception as exc:  # one strange file must never stop the run
+            await self.recorder.settle(pair.key, "invalid", f"could not be prepared ({type(exc).__name__}: {exc})")
+            return None
+        self.stats.fixed(prepared.fixes)
+        for warning in prepared.warnings:
+            self.stats.note(pair.key, warning)
+        if prepared.empty_mask:
+            await self._empty_mask(prepared)
+            return None
+        return prepared
+
+    async def _empty_mask(self, prepared: Prepared) -> None:
+        key = prepared.pair.key
+        self.stats.empty_mask += 1
+        self.stats.note(key, "the mask is empty: nothing to remove, no request sent")
+        output = None
+        if self.settings.copy_empty:
+            try:
+                output = await self.writer.write(prepared.pair, await self._finish(prepared, None))
+            except BatchInpaintError as exc:
+                self.stats.note(key, f"could not copy the original: {exc}")
+        await self.recorder.empty_mask(prepared, output)

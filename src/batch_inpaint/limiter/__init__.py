@@ -1,0 +1,6 @@
+"""Limiters: who may send when. `ProcessLimiter` paces one run; `Unlimited` does not pace at all."""
+
+from .base import Limiter, Unlimited
+from .process import ProcessLimiter
+
+__all__ = ["Limiter", "ProcessLimiter", "Unlimited"]

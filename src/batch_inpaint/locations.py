@@ -1,0 +1,21 @@
+"""Where the tool keeps its own files beside the outputs: one place for every path that names them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The tool's folder inside the output folder; the walk skips it (and every hidden name).
+TOOL_DIR = ".batch-inpaint"
+
+
+def tool_dir(out_dir: Path) -> Path:
+    return out_dir / TOOL_DIR
+
+
+def manifest_path(out_dir: Path, override: Path | None = None) -> Path:
+    """The SQLite manifest: ``--manifest`` when given, else inside the output folder."""
+    return override or tool_dir(out_dir) / "manifest.sqlite3"
+
+
+def lock_path(out_dir: Path) -> Path:
+    return tool_dir(out_dir) / "run.lock"

@@ -1,0 +1,68 @@
+"""Record: each item's outcome goes to the store and to the run's live counters, in one place."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .engines.base import InpaintResult
+from .errors import BatchInpaintError, BrokenResponse, RateLimited, TransportError
+from .preflight import Prepared
+from .stats import RunStats
+from .store import Fingerprint, OutputRecord, Store
+from .store.base import Problem
+
+
+class Recorder:
+    def __init__(self, store: Store, stats: RunStats, settings_hash: str) -> None:
+        self.store = store
+        self.stats = stats
+        self.settings_hash = settings_hash
+        self.run_id = 0
+
+    def fingerprint(self, prepared: Prepared) -> Fingerprint:
+        return Fingerprint(prepared.image_hash, prepared.mask_hash, self.settings_hash, prepared.content_key,
+                           tuple(prepared.fixes), tuple(prepared.warnings))
+
+    async def in_flight(self, prepared: Prepared, first: bool) -> None:
+        """Before each request goes out."""
+        fingerprint = self.fingerprint(prepared) if first else None
+        if await self.store.mark_in_flight(prepared.pair.key, self.run_id, fingerprint):
+            self.stats.resent_after_crash += 1
+            self.stats.possibly_charged += 1
+        self.stats.requests += 1
+
+    async def attempt_failed(self, key: str, exc: BaseException) -> None:
+        maybe_charged = isinstance(exc, (TransportError, BrokenResponse))
+        if maybe_charged:
+            self.stats.possibly_charged += 1  # the server may have charged for an answer we never saw
+        if isinstance(exc, RateLimited):
+            self.stats.rate_limited += 1
+        if isinstance(exc, BatchInpaintError):
+            await self.store.note_attempt_failure(key, error_status=getattr(exc, "status", None), error=str(exc),
+                                                  possibly_charged=maybe_charged)
+
+    async def done(self, prepared: Prepared, output: OutputRecord, result: InpaintResult, seconds: float) -> None:
+        await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=result.credits_consumed,
+                                     remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None)
+        self.stats.done += 1
+
+    async def copied(self, prepared: Prepared, output: OutputRecord, source: str) -> None:
+        """An identical pair's result was copied: nothing paid."""
+        await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=Decimal(0),
+                                     remaining=None, seconds=None, fingerprint=self.fingerprint(prepared))
+        self.stats.copied += 1
+        if source != output.path:
+            self.stats.note(prepared.pair.key, f"identical to an earlier pair; result copied from {source}")
+
+    async def empty_mask(self, prepared: Prepared, output: OutputRecord | None) -> None:
+        await self.store.record_empty_mask(prepared.pair.key, self.fingerprint(prepared), output)
+
+    async def settle(self, key: str, status: Problem, reason: str, error_status: int | None = None) -> None:
+        """The item failed or is invalid: it waits for a change or --retry-failed."""
+        self.stats.problem(key, status, reason)
+        await self.store.record_failure(key, status=status, error=reason, error_status=error_status,
+                                        settings_hash=self.settings_hash)
+
+    async def pending(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
+        """Never sent, or the run stopped: the next run takes it up."""
+        await self.store.release(key, error=error, error_status=error_status)

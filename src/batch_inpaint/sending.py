@@ -1,0 +1,96 @@
+"""Send: one prepared item through the engine, a send slot per attempt, retried on an explicit predicate."""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+import anyio
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from .control import RunControl
+from .credits import CreditBudget
+from .engines.base import Engine, InpaintRequest, InpaintResult
+from .errors import BrokenResponse, RateLimited, TransportError
+from .limiter import Limiter
+from .preflight import Prepared
+from .recording import Recorder
+from .retrying import RetryPolicy, is_retryable
+from .stats import RunStats
+
+#: From the engine's PNG to the bytes to write; a result that does not decode is a BrokenResponse (retried).
+Finish = Callable[[Prepared, bytes], Awaitable[bytes]]
+
+
+class NotSent(Exception):
+    """The run is stopping: this item's request was never sent and it stays pending."""
+
+
+class Sender:
+    def __init__(self, engine: Engine, limiter: Limiter, policy: RetryPolicy, control: RunControl,
+                 recorder: Recorder, budget: CreditBudget, stats: RunStats, finish: Finish) -> None:
+        self.engine = engine
+        self.limiter = limiter
+        self.policy = policy
+        self.control = control
+        self.recorder = recorder
+        self.budget = budget
+        self.stats = stats
+        self.finish = finish
+        self._consecutive_429 = 0
+
+    async def send(self, prepared: Prepared) -> tuple[bytes, InpaintResult]:
+        """The caller holds the first send slot; each retry waits for a slot of its own."""
+        request = InpaintRequest(prepared.image_bytes, prepared.image_type, prepared.mask_png, prepared.size,
+                                 prepared.pair.key)
+        start = anyio.current_time()
+        rate_limited = 0
+
+        def stop(state: RetryCallState) -> bool:
+            """A 429 says nothing about the item, only about pacing: it does not use up an attempt.
+            The per-item time cap still bounds an item that is rate-limited forever."""
+            nonlocal rate_limited
+            if state.outcome is not None and isinstance(state.outcome.exception(), RateLimited):
+                rate_limited += 1
+            return (state.attempt_number - rate_limited >= self.policy.max_attempts or self.control.stopping
+                    or anyio.current_time() - start >= self.policy.max_seconds)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return 0.0 if isinstance(exc, RateLimited) else self.policy.backoff(state.attempt_number)
+
+        retrying = AsyncRetrying(retry=retry_if_exception(is_retryable), stop=stop, wait=wait, sleep=anyio.sleep,
+                                 reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                outcome = await self._attempt(prepared, request, attempt.retry_state.attempt_number)
+        return outcome
+
+    async def _attempt(self, prepared: Prepared, request: InpaintRequest, number: int) -> tuple[bytes, InpaintResult]:
+        if number > 1 and not await self.control.wait_unless_stopped(self.limiter.acquire):
+            raise NotSent()
+        if self.control.stopping:
+            raise NotSent()
+        self.budget.reserve()
+        if number > 1:
+            self.stats.retries += 1
+        await self.recorder.in_flight(prepared, first=number == 1)
+        try:
+            result = await self.engine.inpaint(request)
+            data = await self.finish(prepared, result.png)
+        except BaseException as exc:
+            await self._failed(prepared.pair.key, exc)
+            raise
+        self.budget.settle(spent=result.credits_consumed)
+        self._consecutive_429 = 0
+        self.stats.credits_used += result.credits_consumed
+        if result.remaining_credits is not None:
+            self.stats.remaining_credits = result.remaining_credits
+        return data, result
+
+    async def _failed(self, key: str, exc: BaseException) -> None:
+        self.budget.settle(spent=None, maybe_charged=isinstance(exc, (TransportError, BrokenResponse)))
+        with anyio.CancelScope(shield=True):
+            if isinstance(exc, RateLimited):
+                self._consecutive_429 += 1
+                await self.limiter.pause(self.policy.pause_after_429(exc, self._consecutive_429))
+            await self.recorder.attempt_failed(key, exc)

@@ -1,0 +1,11 @@
+"""Stores: the record of every item and run. `SqliteStore` is the embedded default; `MemoryStore` serves
+unit tests and plans made before any manifest exists."""
+
+from .base import (
+    Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, RunEnd, RunRecord, SeenItem, Store, STATUSES,
+)
+from .memory import MemoryStore
+from .sqlite import SqliteStore
+
+__all__ = ["Fingerprint", "ItemProblem", "ItemRecord", "ItemRow", "MemoryStore", "OutputRecord", "RunEnd",
+           "RunRecord", "STATUSES", "SeenItem", "SqliteStore", "Store"]

@@ -1,0 +1,175 @@
+"""The store seam: the record of every item and every run, behind domain verbs.
+
+Any store keeps these rules: an item is ``done`` only once its output is written; an item an
+earlier run left ``in_flight`` had its answer lost (`Store.mark_in_flight` says so, and the item
+counts as possibly charged twice); identical pairs find each other through `Store.find_done_output`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, AsyncIterator, Literal, Mapping, NamedTuple, Protocol, Sequence
+
+from ..pairing import FileSig
+
+STATUSES = ("pending", "in_flight", "done", "failed", "invalid", "no_mask", "empty_mask")
+Problem = Literal["failed", "invalid"]
+
+
+class ItemRow(NamedTuple):
+    """What a re-run needs to know of an item: read for every item walked, so a plain tuple."""
+
+    key: str
+    status: str
+    image_size: int | None
+    image_mtime_ns: int | None
+    image_hash: str | None
+    mask_size: int | None
+    mask_mtime_ns: int | None
+    mask_hash: str | None
+    settings_hash: str | None
+    output_path: str | None
+    output_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SeenItem:
+    """An item as the walk found it: new, or changed since it was last seen."""
+
+    key: str
+    image_path: str
+    mask_path: str | None
+    image_sig: FileSig | None
+    mask_sig: FileSig | None
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What the store keeps of a prepared item: how a later run tells that nothing changed."""
+
+    image_hash: str
+    mask_hash: str
+    settings_hash: str
+    content_key: str
+    fixes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    path: str  #: relative to the output folder
+    hash: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemProblem:
+    key: str
+    status: str
+    error_status: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    counts: Mapping[str, int]
+    credits_used: Decimal
+    remaining_credits: Decimal | None
+    requests: int
+    possibly_charged_twice: int
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: int
+    started_at: float
+    ended_at: float | None
+    pid: int | None
+    settings: Mapping[str, Any]
+    counts: Mapping[str, int]
+    credits_used: Decimal | None
+    remaining_credits: Decimal | None
+    requests: int | None
+    possibly_charged_twice: int | None
+    exit_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """One item as `export` writes it."""
+
+    key: str
+    status: str
+    error_status: int | None
+    error: str | None
+    output_path: str | None
+    output_hash: str | None
+    credits: str | None
+    remaining_credits: str | None
+    attempts: int
+    sends: int
+    possibly_charged: int
+    fixes: tuple[str, ...]
+    warnings: tuple[str, ...]
+    image_path: str | None
+    mask_path: str | None
+    started_at: float | None
+    finished_at: float | None
+    seconds: float | None
+
+
+class Store(Protocol):
+    @property
+    def location(self) -> str:
+        """Where the record is, for messages (never a credential)."""
+
+    async def start_run(self, settings: Mapping[str, Any], pid: int) -> int: ...
+
+    async def end_run(self, run_id: int, end: RunEnd) -> None: ...
+
+    async def lookup(self, keys: Sequence[str]) -> dict[str, ItemRow]: ...
+
+    async def record_seen(self, items: Sequence[SeenItem]) -> None:
+        """Record walked items as their ``status``; an item in flight stays in flight."""
+
+    async def refresh_signatures(self, key: str, image_sig: FileSig, mask_sig: FileSig | None) -> None:
+        """Inputs touched but not changed (same content): remember their new size and mtime."""
+
+    async def mark_in_flight(self, key: str, run_id: int, fingerprint: Fingerprint | None) -> bool:
+        """Before each request (``fingerprint`` with the first). True if an earlier run left the item in
+        flight: its answer was lost, and it may have been charged."""
+
+    async def note_attempt_failure(self, key: str, *, error_status: int | None, error: str,
+                                   possibly_charged: bool) -> None:
+        """An attempt failed; the item stays in flight until it succeeds or is given up."""
+
+    async def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
+                          remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None) -> None: ...
+
+    async def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None: ...
+
+    async def record_failure(self, key: str, *, status: Problem, error: str, error_status: int | None,
+                             settings_hash: str) -> None: ...
+
+    async def release(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
+        """Back to pending: never sent, or the run stopped. With ``error``, say why."""
+
+    async def find_done_output(self, content_key: str, settings_hash: str, run_id: int | None) -> str | None:
+        """The output of a done item with this content and settings (made by ``run_id``, if given)."""
+
+    async def counts(self) -> dict[str, int]: ...
+
+    async def problems(self, limit: int) -> list[ItemProblem]: ...
+
+    async def credits_spent(self) -> Decimal: ...
+
+    async def runs(self) -> list[RunRecord]: ...
+
+    def items(self) -> AsyncIterator[ItemRecord]:
+        """Every item, by key."""
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,31 @@
+"""The SQLite manifest's schema, versioned with ``PRAGMA user_version``: one entry per version."""
+
+SCHEMA_VERSION = 1
+
+migrations: dict[int, str] = {
+    1: """
+    CREATE TABLE items (
+        key TEXT PRIMARY KEY,
+        image_path TEXT, mask_path TEXT,
+        image_size INTEGER, image_mtime_ns INTEGER, image_hash TEXT,
+        mask_size INTEGER, mask_mtime_ns INTEGER, mask_hash TEXT,
+        settings_hash TEXT, content_key TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        sends INTEGER NOT NULL DEFAULT 0,
+        possibly_charged INTEGER NOT NULL DEFAULT 0,
+        error_status INTEGER, error TEXT, fixes TEXT, warnings TEXT,
+        output_path TEXT, output_hash TEXT, output_size INTEGER,
+        credits TEXT, remaining_credits TEXT,
+        first_seen REAL, started_at REAL, finished_at REAL, seconds REAL, run_id INTEGER
+    );
+    CREATE INDEX items_status ON items(status);
+    CREATE INDEX items_content ON items(content_key, settings_hash);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at REAL NOT NULL, ended_at REAL, pid INTEGER,
+        settings TEXT, counts TEXT, credits_used TEXT, remaining_credits TEXT,
+        requests INTEGER, possibly_charged_twice INTEGER, exit_code INTEGER
+    );
+    """,
+}

@@ -1,0 +1,283 @@
+"""The SQLite store: the embedded default, one file beside the outputs.
+
+WAL mode, ``PRAGMA user_version`` for the schema, every write in one ``BEGIN IMMEDIATE`` transaction
+(`SqliteStore.atomic`). Each verb runs in the store's own worker thread, one at a time, never on the
+event loop; ``sqlite3`` errors become `ManifestError` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Concatenate, Coroutine, Iterator, Mapping, ParamSpec, Sequence, TypeVar
+
+import anyio
+
+from ..errors import ManifestError
+from ..pairing import FileSig
+from .base import (
+    Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord, SeenItem,
+)
+from .schema import SCHEMA_VERSION, migrations
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_ROW_COLUMNS = ", ".join(ItemRow._fields)
+_ITEM_COLUMNS = ", ".join(ItemRecord.__dataclass_fields__)
+
+
+def _in_thread(method: Callable[Concatenate["SqliteStore", P], T]) -> Callable[Concatenate["SqliteStore", P], Coroutine[Any, Any, T]]:
+    """Write a verb's body as plain synchronous SQLite; callers await it, and it runs in the store's thread."""
+
+    @functools.wraps(method)
+    async def verb(self: "SqliteStore", /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._call(functools.partial(method, self, *args, **kwargs))
+
+    return verb
+
+
+class SqliteStore:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """``create=False`` opens an existing manifest only (for `status`, `export` and `plan`)."""
+        self.path = path
+        self._thread: anyio.CapacityLimiter | None = None
+        try:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            target = str(path) if create else f"{path.resolve().as_uri()}?mode=rw"
+            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=30,
+                                       uri=not create)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise ManifestError(f"{path}: cannot open the manifest: {exc}") from None
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._thread is None:
+            self._thread = anyio.CapacityLimiter(1)
+        try:
+            return await anyio.to_thread.run_sync(fn, limiter=self._thread)
+        except sqlite3.Error as exc:
+            raise ManifestError(f"{self.path}: {exc}") from None
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once so concurrent writers queue instead of deadlocking."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise ManifestError(f"{self.path}: cannot write the manifest: {exc}") from None
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ManifestError(f"schema version {version} is newer than this batch-inpaint knows ({SCHEMA_VERSION})")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.atomic() as db:
+                for statement in migrations[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
+
+    async def aclose(self) -> None:
+        self._db.close()
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    @_in_thread
+    def start_run(self, settings: Mapping[str, Any], pid: int) -> int:
+        with self.atomic() as db:
+            cur = db.execute("INSERT INTO runs (started_at, pid, settings) VALUES (?, ?, ?)",
+                             (time.time(), pid, json.dumps(settings, default=str, sort_keys=True)))
+            return int(cur.lastrowid or 0)
+
+    @_in_thread
+    def end_run(self, run_id: int, end: RunEnd) -> None:
+        with self.atomic() as db:
+            db.execute(
+                "UPDATE runs SET ended_at=?, counts=?, credits_used=?, remaining_credits=?, requests=?,"
+                " possibly_charged_twice=?, exit_code=? WHERE id=?",
+                (time.time(), json.dumps(dict(end.counts), sort_keys=True), str(end.credits_used),
+                 None if end.remaining_credits is None else str(end.remaining_credits), end.requests,
+                 end.possibly_charged_twice, int(end.exit_code), run_id),
+            )
+
+    @_in_thread
+    def runs(self) -> list[RunRecord]:
+        rows = self._db.execute("SELECT id, started_at, ended_at, pid, settings, counts, credits_used, remaining_credits,"
+                                " requests, possibly_charged_twice, exit_code FROM runs ORDER BY id")
+        return [RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), json.loads(r[5] or "{}"), _dec(r[6]),
+                          _dec(r[7]), r[8], r[9], r[10]) for r in rows]
+
+    # --- items: the walk and the decisions ------------------------------------------------------
+
+    @_in_thread
+    def lookup(self, keys: Sequence[str]) -> dict[str, ItemRow]:
+        found: dict[str, ItemRow] = {}
+        cursor = self._db.cursor()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in cursor.execute(f"SELECT {_ROW_COLUMNS} FROM items WHERE key IN ({marks})", chunk):
+                found[row[0]] = ItemRow(*row)
+        return found
+
+    @_in_thread
+    def record_seen(self, items: Sequence[SeenItem]) -> None:
+        now = time.time()
+        with self.atomic() as db:
+            db.executemany(
+                "INSERT INTO items (key, image_path, mask_path, image_size, image_mtime_ns, mask_size,"
+                " mask_mtime_ns, status, error, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET image_path=excluded.image_path, mask_path=excluded.mask_path,"
+                " image_size=excluded.image_size, image_mtime_ns=excluded.image_mtime_ns,"
+                " mask_size=excluded.mask_size, mask_mtime_ns=excluded.mask_mtime_ns,"
+                " status=CASE WHEN items.status='in_flight' THEN 'in_flight' ELSE excluded.status END,"
+                " error=excluded.error",
+                [(i.key, i.image_path, i.mask_path, *_sig(i.image_sig), *_sig(i.mask_sig), i.status, i.error, now)
+                 for i in items],
+            )
+
+    @_in_thread
+    def refresh_signatures(self, key: str, image_sig: FileSig, mask_sig: FileSig | None) -> None:
+        with self.atomic() as db:
+            db.execute("UPDATE items SET image_size=?, image_mtime_ns=?, mask_size=?, mask_mtime_ns=? WHERE key=?",
+                       (*_sig(image_sig), *_sig(mask_sig), key))
+
+    # --- items: sending -----------------------------------------------------------------------
+
+    @_in_thread
+    def mark_in_flight(self, key: str, run_id: int, fingerprint: Fingerprint | None) -> bool:
+        with self.atomic() as db:
+            resent = False
+            if fingerprint is not None:
+                row = db.execute("SELECT status, run_id FROM items WHERE key=?", (key,)).fetchone()
+                resent = row is not None and row[0] == "in_flight" and row[1] != run_id
+                _set(db, key, **_fingerprint(fingerprint))
+            db.execute(
+                "UPDATE items SET status='in_flight', attempts=attempts+1, sends=sends+1,"
+                " possibly_charged=possibly_charged+?, started_at=COALESCE(started_at, ?), run_id=? WHERE key=?",
+                (1 if resent else 0, time.time(), run_id, key),
+            )
+            return resent
+
+    @_in_thread
+    def note_attempt_failure(self, key: str, *, error_status: int | None, error: str, possibly_charged: bool) -> None:
+        with self.atomic() as db:
+            db.execute("UPDATE items SET error_status=?, error=?, possibly_charged=possibly_charged+? WHERE key=?",
+                       (error_status, error, 1 if possibly_charged else 0, key))
+
+    @_in_thread
+    def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
+                    remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None) -> None:
+        fields = _fingerprint(fingerprint) if fingerprint is not None else {}
+        with self.atomic() as db:
+            _set(db, key, status="done", error=None, error_status=None, credits=str(credits), run_id=run_id,
+                 remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
+                 finished_at=time.time(), **_output(output), **fields)
+
+    @_in_thread
+    def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None:
+        with self.atomic() as db:
+            _set(db, key, status="empty_mask", error="mask is empty", finished_at=time.time(),
+                 **_fingerprint(fingerprint), **(_output(output) if output is not None else {}))
+
+    @_in_thread
+    def record_failure(self, key: str, *, status: Problem, error: str, error_status: int | None,
+                       settings_hash: str) -> None:
+        with self.atomic() as db:
+            _set(db, key, status=status, error=error, error_status=error_status, settings_hash=settings_hash,
+                 finished_at=time.time())
+
+    @_in_thread
+    def release(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
+        with self.atomic() as db:
+            if error is None:
+                _set(db, key, status="pending")
+            else:
+                _set(db, key, status="pending", error=error, error_status=error_status)
+
+    @_in_thread
+    def find_done_output(self, content_key: str, settings_hash: str, run_id: int | None) -> str | None:
+        row = self._db.execute(
+            "SELECT output_path FROM items WHERE content_key=? AND settings_hash=? AND status='done'"
+            " AND (? IS NULL OR run_id=?) LIMIT 1",
+            (content_key, settings_hash, run_id, run_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    # --- reads behind status and export ----------------------------------------------------------
+
+    @_in_thread
+    def counts(self) -> dict[str, int]:
+        return {row[0]: row[1] for row in self._db.execute("SELECT status, COUNT(*) FROM items GROUP BY status")}
+
+    @_in_thread
+    def problems(self, limit: int) -> list[ItemProblem]:
+        rows = self._db.execute("SELECT key, status, error_status, error FROM items WHERE status IN ('failed', 'invalid')"
+                                " ORDER BY key LIMIT ?", (limit,))
+        return [ItemProblem(*row) for row in rows]
+
+    @_in_thread
+    def credits_spent(self) -> Decimal:
+        rows = self._db.execute("SELECT credits FROM items WHERE credits IS NOT NULL")
+        return sum((_dec(r[0]) or Decimal(0) for r in rows), Decimal(0))
+
+    async def items(self) -> AsyncIterator[ItemRecord]:
+        cursor = await self._call(lambda: self._db.execute(f"SELECT {_ITEM_COLUMNS} FROM items ORDER BY key"))
+        while rows := await self._call(lambda: cursor.fetchmany(1000)):
+            for row in rows:
+                yield _item_record(row)
+
+
+def _set(db: sqlite3.Connection, key: str, **fields: Any) -> None:
+    columns = ", ".join(f"{name}=:{name}" for name in fields)
+    db.execute(f"UPDATE items SET {columns} WHERE key=:key", dict(fields, key=key))
+
+
+def _sig(sig: FileSig | None) -> tuple[int | None, int | None]:
+    return (None, None) if sig is None else (sig.size, sig.mtime_ns)
+
+
+def _fingerprint(f: Fingerprint) -> dict[str, Any]:
+    return {"image_hash": f.image_hash, "mask_hash": f.mask_hash, "settings_hash": f.settings_hash,
+            "content_key": f.content_key, "fixes": json.dumps(list(f.fixes)) if f.fixes else None,
+            "warnings": json.dumps(list(f.warnings)) if f.warnings else None}
+
+
+def _output(output: OutputRecord) -> dict[str, Any]:
+    return {"output_path": output.path, "output_hash": output.hash, "output_size": output.size}
+
+
+def _item_record(row: Sequence[Any]) -> ItemRecord:
+    values = dict(zip(ItemRecord.__dataclass_fields__, row))
+    values["fixes"] = tuple(json.loads(values["fixes"])) if values["fixes"] else ()
+    values["warnings"] = tuple(json.loads(values["warnings"])) if values["warnings"] else ()
+    return ItemRecord(**values)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        return None

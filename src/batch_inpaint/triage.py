@@ -1,0 +1,188 @@
+"""Decide: which walked pairs are due, a chunk at a time, the same way for `run` and for `plan`.
+
+A re-run over a million done items spends its time here, so the common case (done and unchanged) is
+one store read and one pure decision per item, both batched per chunk.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Iterator, TypeVar
+
+import anyio
+
+from .pairing import FileSig, OrphanMask, Pair, pairs_for
+from .preflight import digest
+from .settings import Settings
+from .store import ItemRow, SeenItem, Store
+
+T = TypeVar("T")
+WALK_CHUNK = 500
+
+
+class Decision(enum.Enum):
+    DUE = "due"
+    SKIP = "skip"
+    #: Size or mtime moved but the content may be the same: compare hashes before deciding.
+    CHECK_HASH = "check_hash"
+
+
+class OutputIndex:
+    """Which outputs exist, one directory listing at a time: items arrive grouped by folder, so a
+    re-run over a million done items lists each output folder once instead of a stat per item.
+    Outputs are only ever renamed into place whole, so existence is the check that matters."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.root = str(out_dir)
+        self._dir: str | None = None
+        self._names: set[str] = set()
+
+    def exists(self, rel: str) -> bool:
+        folder, _, name = rel.rpartition("/")
+        if folder != self._dir:
+            self._dir = folder
+            try:
+                self._names = set(os.listdir(f"{self.root}/{folder}" if folder else self.root))
+            except OSError:
+                self._names = set()
+        return name in self._names
+
+
+def _same(sig: FileSig | None, size: int | None, mtime_ns: int | None) -> bool:
+    if sig is None:
+        return size is None
+    return sig.size == size and sig.mtime_ns == mtime_ns
+
+
+def decide(pair: Pair, row: ItemRow | None, *, settings_hash: str, outputs: OutputIndex,
+           retry_failed: bool = False, force: bool = False) -> Decision:
+    """What a run does with a walked pair, given what the store knows of it. Pure, so easy to test."""
+    if force or row is None or row.status in ("pending", "in_flight"):
+        return Decision.DUE
+    same_inputs = _same(pair.image_sig, row.image_size, row.image_mtime_ns) and _same(
+        pair.mask_sig, row.mask_size, row.mask_mtime_ns
+    )
+    if row.status == "no_mask":
+        return Decision.SKIP if pair.mask is None and same_inputs else Decision.DUE
+    if row.settings_hash != settings_hash:
+        return Decision.DUE
+    if row.status in ("failed", "invalid"):
+        return Decision.SKIP if same_inputs and not retry_failed else Decision.DUE
+    if row.status == "done" and (not row.output_path or not outputs.exists(row.output_path)):
+        return Decision.DUE
+    if row.status in ("done", "empty_mask"):
+        return Decision.SKIP if same_inputs else Decision.CHECK_HASH
+    return Decision.DUE
+
+
+@dataclass
+class Sorted:
+    """A chunk of the walk, sorted. ``skipped`` counts items left as they are, by their recorded status."""
+
+    due: list[Pair] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    no_mask: list[Pair] = field(default_factory=list)
+    invalid: list[tuple[Pair, str]] = field(default_factory=list)
+    orphans: list[OrphanMask] = field(default_factory=list)
+
+    @property
+    def pairs(self) -> int:
+        return len(self.due) + sum(self.skipped.values()) + len(self.no_mask) + len(self.invalid)
+
+    def skip(self, status: str, count: int = 1) -> None:
+        self.skipped[status] = self.skipped.get(status, 0) + count
+
+
+class Triage:
+    """Sorts walked chunks. With ``record``, new and changed items are written to the store (`run`);
+    without, the store is only read (`plan`)."""
+
+    def __init__(self, store: Store, settings: Settings, settings_hash: str, *, record: bool,
+                 cpu: anyio.CapacityLimiter | None = None) -> None:
+        assert settings.out_dir is not None
+        self.store = store
+        self.settings = settings
+        self.settings_hash = settings_hash
+        self.record = record
+        self._outputs = OutputIndex(settings.out_dir)
+        self._cpu = cpu
+
+    async def sort(self, chunk: list[Pair | OrphanMask]) -> Sorted:
+        result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)])
+        pairs = [item for item in chunk if isinstance(item, Pair)]
+        rows = await self.store.lookup([p.key for p in pairs])
+        undecided = await anyio.to_thread.run_sync(self._classify, pairs, rows, result)
+        seen: list[SeenItem] = []
+        for pair, row, decision in undecided:
+            if decision is Decision.CHECK_HASH and row is not None and await self._unchanged(pair, row):
+                decision = Decision.SKIP
+            if decision is Decision.SKIP and row is not None:
+                result.skip(row.status)
+                continue
+            seen.append(self._seen(pair, result))
+        if seen and self.record:
+            await self.store.record_seen(seen)
+        return result
+
+    def _classify(self, pairs: list[Pair], rows: dict[str, ItemRow],
+                  result: Sorted) -> list[tuple[Pair, ItemRow | None, Decision]]:
+        """In a worker thread (the output index lists folders): skip what is done and unchanged."""
+        s = self.settings
+        undecided: list[tuple[Pair, ItemRow | None, Decision]] = []
+        for pair in pairs:
+            row = rows.get(pair.key)
+            decision = decide(pair, row, settings_hash=self.settings_hash, outputs=self._outputs,
+                              retry_failed=s.retry_failed, force=s.force)
+            if decision is Decision.SKIP and row is not None:
+                result.skip(row.status)
+            else:
+                undecided.append((pair, row, decision))
+        return undecided
+
+    def _seen(self, pair: Pair, result: Sorted) -> SeenItem:
+        if pair.problem is not None:
+            status, error = "invalid", pair.problem
+            result.invalid.append((pair, pair.problem))
+        elif pair.mask is None:
+            status, error = "no_mask", "no mask for this image"
+            result.no_mask.append(pair)
+        else:
+            status, error = "pending", None
+            result.due.append(pair)
+        return SeenItem(pair.key, str(pair.image), str(pair.mask) if pair.mask else None, pair.image_sig,
+                        pair.mask_sig, status, error)
+
+    async def _unchanged(self, pair: Pair, row: ItemRow) -> bool:
+        """Size or mtime moved: the item is still done only if both files hash the same as before."""
+        if not await anyio.to_thread.run_sync(_same_content, pair, row.image_hash, row.mask_hash, limiter=self._cpu):
+            return False
+        if self.record and pair.image_sig is not None:
+            await self.store.refresh_signatures(pair.key, pair.image_sig, pair.mask_sig)
+        return True
+
+
+def _same_content(pair: Pair, image_hash: str | None, mask_hash: str | None) -> bool:
+    try:
+        return digest(pair.image.read_bytes()) == image_hash and (
+            pair.mask is None or digest(pair.mask.read_bytes()) == mask_hash)
+    except OSError:
+        return False
+
+
+async def walked_chunks(settings: Settings, size: int = WALK_CHUNK) -> AsyncIterator[list[Pair | OrphanMask]]:
+    """The walk (`pairing.pairs_for`) in chunks, each taken in a worker thread: the walk stats files."""
+    source = pairs_for(settings)
+    while chunk := await anyio.to_thread.run_sync(_take, source, size):
+        yield chunk
+
+
+def _take(source: Iterator[T], n: int) -> list[T]:
+    chunk: list[T] = []
+    for item in source:
+        chunk.append(item)
+        if len(chunk) >= n:
+            break
+    return chunk

@@ -1,0 +1,144 @@
+"""The store contract: one suite, every store. A new store (Postgres, say) joins by adding a factory."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+from batch_inpaint.errors import ManifestError
+from batch_inpaint.pairing import FileSig
+from batch_inpaint.store import (
+    Fingerprint, MemoryStore, OutputRecord, RunEnd, SeenItem, SqliteStore, Store,
+)
+
+FACTORIES: dict[str, Callable[[Path], Store]] = {
+    "sqlite": lambda tmp: SqliteStore(tmp / "m" / "manifest.sqlite3"),
+    "memory": lambda tmp: MemoryStore(),
+}
+FP = Fingerprint("ih", "mh", "sh", "ck", ("resized the mask",), ())
+
+
+@pytest_asyncio.fixture(params=sorted(FACTORIES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    made = FACTORIES[request.param](tmp_path)
+    yield made
+    await made.aclose()
+
+
+def seen(key: str, status: str = "pending", size: int = 10) -> SeenItem:
+    return SeenItem(key, f"/in/{key}", f"/m/{key}", FileSig(size, 1), FileSig(5, 2), status)
+
+
+@pytest.mark.asyncio
+async def test_walked_items_are_recorded_and_looked_up(store: Store) -> None:
+    await store.record_seen([seen("a.jpg"), seen("b.jpg", "no_mask"), seen("c.jpg", "invalid")])
+    rows = await store.lookup(["a.jpg", "b.jpg", "zz.jpg"])
+    assert set(rows) == {"a.jpg", "b.jpg"}
+    assert rows["a.jpg"].status == "pending" and rows["a.jpg"].image_size == 10 and rows["a.jpg"].mask_mtime_ns == 2
+    assert await store.counts() == {"pending": 1, "no_mask": 1, "invalid": 1}
+    await store.record_seen([seen("a.jpg", size=11)])  # seen again, changed
+    assert (await store.lookup(["a.jpg"]))["a.jpg"].image_size == 11
+    await store.refresh_signatures("a.jpg", FileSig(12, 3), None)
+    row = (await store.lookup(["a.jpg"]))["a.jpg"]
+    assert (row.image_size, row.image_mtime_ns, row.mask_size) == (12, 3, None)
+
+
+@pytest.mark.asyncio
+async def test_an_item_goes_in_flight_then_done(store: Store) -> None:
+    run = await store.start_run({"rate": 60}, 123)
+    await store.record_seen([seen("a.jpg")])
+    assert await store.mark_in_flight("a.jpg", run, FP) is False
+    await store.note_attempt_failure("a.jpg", error_status=503, error="busy", possibly_charged=False)
+    assert await store.mark_in_flight("a.jpg", run, None) is False  # a retry in the same run
+    await store.record_seen([seen("a.jpg")])  # a walk never takes an item out of flight
+    assert (await store.lookup(["a.jpg"]))["a.jpg"].status == "in_flight"
+    await store.record_done("a.jpg", run, output=OutputRecord("a.png", "oh", 99), credits=Decimal(1),
+                            remaining=Decimal(41), seconds=1.5, fingerprint=None)
+    row = (await store.lookup(["a.jpg"]))["a.jpg"]
+    assert (row.status, row.output_path, row.output_size, row.image_hash, row.settings_hash) == (
+        "done", "a.png", 99, "ih", "sh")
+    [item] = [i async for i in store.items()]
+    assert (item.attempts, item.sends, item.credits, item.error, item.fixes) == (2, 2, "1", None, ("resized the mask",))
+    assert await store.credits_spent() == Decimal(1)
+
+
+@pytest.mark.asyncio
+async def test_an_item_left_in_flight_by_an_earlier_run_counts_as_resent(store: Store) -> None:
+    first = await store.start_run({}, 1)
+    await store.record_seen([seen("a.jpg")])
+    await store.mark_in_flight("a.jpg", first, FP)  # then the process was killed
+    second = await store.start_run({}, 2)
+    assert await store.mark_in_flight("a.jpg", second, FP) is True
+    [item] = [i async for i in store.items()]
+    assert item.possibly_charged == 1 and item.sends == 2
+
+
+@pytest.mark.asyncio
+async def test_failures_releases_and_problems(store: Store) -> None:
+    await store.record_seen([seen(k) for k in ("a.jpg", "b.jpg", "c.jpg", "d.jpg")])
+    await store.record_failure("a.jpg", status="failed", error="HTTP 400: bad", error_status=400, settings_hash="sh")
+    await store.record_failure("b.jpg", status="invalid", error="truncated", error_status=None, settings_hash="sh")
+    await store.mark_in_flight("c.jpg", 1, FP)
+    await store.release("c.jpg", error="the API rejected the key", error_status=403)
+    await store.release("d.jpg")
+    assert await store.counts() == {"failed": 1, "invalid": 1, "pending": 2}
+    problems = await store.problems(10)
+    assert [(p.key, p.status, p.error_status, p.error) for p in problems] == [
+        ("a.jpg", "failed", 400, "HTTP 400: bad"), ("b.jpg", "invalid", None, "truncated")]
+    assert [p.key for p in await store.problems(1)] == ["a.jpg"]
+    items = {i.key: i async for i in store.items()}
+    assert (items["c.jpg"].status, items["c.jpg"].error_status) == ("pending", 403)
+    assert items["a.jpg"].finished_at is not None
+
+
+@pytest.mark.asyncio
+async def test_identical_done_items_are_found_by_content_and_settings(store: Store) -> None:
+    first = await store.start_run({}, 1)
+    await store.record_seen([seen("a.jpg"), seen("e.jpg")])
+    assert await store.find_done_output("ck", "sh", None) is None
+    await store.mark_in_flight("a.jpg", first, FP)
+    await store.record_done("a.jpg", first, output=OutputRecord("a.png", "oh", 9), credits=Decimal(1),
+                            remaining=None, seconds=None, fingerprint=None)
+    assert await store.find_done_output("ck", "sh", None) == "a.png"
+    assert await store.find_done_output("ck", "other settings", None) is None
+    assert await store.find_done_output("ck", "sh", first + 1) is None  # --force: only this run's results
+    await store.record_empty_mask("e.jpg", Fingerprint("i2", "m2", "sh", "ck2"), None)
+    assert (await store.counts()) == {"done": 1, "empty_mask": 1}
+
+
+@pytest.mark.asyncio
+async def test_runs_are_recorded_with_their_end(store: Store) -> None:
+    run = await store.start_run({"rate": 60.0, "out_dir": "/o"}, 77)
+    await store.end_run(run, RunEnd({"done": 3}, Decimal("2.5"), Decimal(40), 4, 1, 1))
+    unfinished = await store.start_run({}, 78)
+    first, second = await store.runs()
+    assert (first.id, first.pid, first.settings["rate"], first.counts, first.credits_used) == (
+        run, 77, 60.0, {"done": 3}, Decimal("2.5"))
+    assert (first.remaining_credits, first.requests, first.possibly_charged_twice, first.exit_code) == (Decimal(40), 4, 1, 1)
+    assert first.ended_at is not None and second.id == unfinished and second.ended_at is None and second.exit_code is None
+
+
+@pytest.mark.asyncio
+async def test_sqlite_errors_become_manifest_errors_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ManifestError, match="manifest.sqlite3"):
+        SqliteStore(path)
+    with pytest.raises(ManifestError, match="cannot open"):
+        SqliteStore(tmp_path / "missing.sqlite3", create=False)
+    assert not (tmp_path / "missing.sqlite3").exists()  # opening to read never creates one
+
+
+@pytest.mark.asyncio
+async def test_sqlite_store_keeps_what_it_recorded_across_opens(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.sqlite3"
+    first = SqliteStore(path)
+    await first.record_seen([seen("a.jpg")])
+    await first.aclose()
+    again = SqliteStore(path, create=False)
+    assert set(await again.lookup(["a.jpg"])) == {"a.jpg"}
+    await again.aclose()

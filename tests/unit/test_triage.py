@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batch_inpaint.pairing import FileSig, Pair
+from batch_inpaint.settings import Settings
+from batch_inpaint.store import ItemRow, MemoryStore
+from batch_inpaint.synthetic import write_tree
+from batch_inpaint.triage import Decision, OutputIndex, Triage, decide, walked_chunks
+
+SIG, MSIG = FileSig(100, 5), FileSig(20, 6)
+
+
+def row(status: str = "done", **changes: object) -> ItemRow:
+    values: dict[str, object] = dict(key="a.jpg", status=status, image_size=100, image_mtime_ns=5, image_hash="h",
+                                     mask_size=20, mask_mtime_ns=6, mask_hash="m", settings_hash="s",
+                                     output_path="a.png", output_size=3)
+    values.update(changes)
+    return ItemRow(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> OutputIndex:
+    (tmp_path / "a.png").write_bytes(b"png")
+    return OutputIndex(tmp_path)
+
+
+def test_decisions(outputs: OutputIndex) -> None:
+    pair = Pair("a.jpg", "/in/a.jpg", "/m/a.png", "a", SIG, MSIG)
+    d = lambda r, **kw: decide(pair, r, settings_hash="s", outputs=outputs, **kw)  # noqa: E731
+    assert d(None) is Decision.DUE
+    assert d(row()) is Decision.SKIP
+    assert d(row(), force=True) is Decision.DUE
+    assert d(row(image_mtime_ns=4)) is Decision.CHECK_HASH
+    assert d(row(settings_hash="other")) is Decision.DUE
+    assert d(row(output_path="gone.png")) is Decision.DUE
+    assert d(row("in_flight")) is Decision.DUE and d(row("pending")) is Decision.DUE
+    assert d(row("failed")) is Decision.SKIP
+    assert d(row("failed"), retry_failed=True) is Decision.DUE
+    assert d(row("failed", mask_size=21)) is Decision.DUE
+    assert d(row("empty_mask")) is Decision.SKIP
+
+
+def test_an_image_without_a_mask_stays_skipped_until_one_appears(outputs: OutputIndex) -> None:
+    lonely = Pair("a.jpg", "/in/a.jpg", None, "a", SIG, None)
+    no_mask_row = row("no_mask", mask_size=None, mask_mtime_ns=None)
+    assert decide(lonely, no_mask_row, settings_hash="s", outputs=outputs) is Decision.SKIP
+    found = Pair("a.jpg", "/in/a.jpg", "/m/a.png", "a", SIG, MSIG)
+    assert decide(found, no_mask_row, settings_hash="s", outputs=outputs) is Decision.DUE
+
+
+def test_output_index_lists_each_folder_once(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.png").write_bytes(b"1")
+    index = OutputIndex(tmp_path)
+    assert index.exists("d/x.png") and not index.exists("d/y.png") and not index.exists("nope/x.png")
+
+
+async def sort_all(triage: Triage, settings: Settings) -> tuple[list[str], dict[str, int]]:
+    due: list[str] = []
+    skipped: dict[str, int] = {}
+    async for chunk in walked_chunks(settings, size=3):
+        result = await triage.sort(chunk)
+        due += [p.key for p in result.due]
+        for status, n in result.skipped.items():
+            skipped[status] = skipped.get(status, 0) + n
+    return due, skipped
+
+
+@pytest.mark.asyncio
+async def test_triage_records_only_when_asked_and_hashes_only_what_moved(tmp_path: Path) -> None:
+    write_tree(tmp_path, [f"p{i}" for i in range(5)], size=(32, 24))
+    settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
+    store = MemoryStore()
+    planned, _ = await sort_all(Triage(store, settings, "s", record=False), settings)
+    assert len(planned) == 5 and store.rows == {}  # a plan reads the store, never writes it
+
+    due, _ = await sort_all(Triage(store, settings, "s", record=True), settings)
+    assert due == planned and {r["status"] for r in store.rows.values()} == {"pending"}
+
+    from batch_inpaint.preflight import digest
+
+    (tmp_path / "out").mkdir()
+    for key, row in store.rows.items():  # as if a run had finished every item
+        stem = key.rsplit(".", 1)[0]
+        (tmp_path / "out" / f"{stem}.png").write_bytes(b"x")
+        row.update(status="done", settings_hash="s", output_path=f"{stem}.png",
+                   image_hash=digest(Path(row["image_path"]).read_bytes()),
+                   mask_hash=digest(Path(row["mask_path"]).read_bytes()))
+    touched = tmp_path / "photos" / "p1.jpg"
+    touched.touch()  # a new mtime, the same content: still done, and the new signature is remembered
+    (tmp_path / "masks" / "p2.png").write_bytes((tmp_path / "masks" / "p3.png").read_bytes())  # changed
+    due, skipped = await sort_all(Triage(store, settings, "s", record=True), settings)
+    assert due == ["p2.jpg"] and skipped == {"done": 4}
+    assert store.rows["p1.jpg"]["image_mtime_ns"] == touched.stat().st_mtime_ns
+
+
+@pytest.mark.asyncio
+async def test_triage_sorts_invalid_and_maskless_pairs(tmp_path: Path) -> None:
+    write_tree(tmp_path, ["a", "b"], size=(32, 24))
+    (tmp_path / "masks" / "b.png").unlink()
+    (tmp_path / "masks" / "orphan.png").write_bytes(b"")
+    settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
+    store = MemoryStore()
+    [chunk] = [c async for c in walked_chunks(settings)]
+    result = await Triage(store, settings, "s", record=True).sort(chunk)
+    assert [p.key for p in result.due] == ["a.jpg"] and [p.key for p in result.no_mask] == ["b.jpg"]
+    assert [o.path.name for o in result.orphans] == ["orphan.png"] and result.pairs == 2
+    assert store.rows["b.jpg"]["status"] == "no_mask"
