@@ -47,3 +47,19 @@ def test_default_concurrency_follows_the_rate() -> None:
     assert Settings(rate=60).workers == 32
     assert Settings(rate=6000).workers == 128
     assert Settings(rate=60, concurrency=3).workers == 3
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({}, "388bb92fbf518060"),
+    ({"engine": "local"}, "b575f7291afbfb90"),
+    ({"engine": "local", "local_method": "ns", "local_radius": 7, "output_format": "jpg", "quality": 80},
+     "245033beee7e7be7"),
+    ({"mode": "quality", "dilate": "15%", "resize_mask": True}, "76411982ce21768f"),
+])
+def test_settings_hashes_of_existing_manifests_still_match(changes: dict[str, object], expected: str) -> None:
+    """The hashes the single-module pipeline recorded: a new layout must not make every done item due."""
+    from batch_inpaint.runner import engine_shaping
+    from batch_inpaint.settings import settings_hash
+
+    settings = Settings(**changes)  # type: ignore[arg-type]
+    assert settings_hash(settings, engine_shaping(settings)) == expected
