@@ -53,17 +53,15 @@ class Batch:
         self.observer = observer
         self.stats = RunStats()
         self.settings_hash = settings_hash(settings, engine.shaping)
-        cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
-        self._cpu = cpu
+        self._cpu = cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
         self.recorder = Recorder(store, self.stats, self.settings_hash)
-        writer = OutputWriter(settings.out_dir, settings.output_format)
-        self.dedupe = Dedupe(store, writer, self.recorder, force=settings.force)
+        self.writer = OutputWriter(settings.out_dir, settings.output_format)
+        self.dedupe = Dedupe(store, self.writer, self.recorder, force=settings.force)
         self.intake = Intake(settings, Triage(store, settings, self.settings_hash, record=True, cpu=cpu),
-                             self.recorder, writer, self.stats, cpu, self._finish)
+                             self.recorder, self.writer, self.stats, cpu, self._finish)
         self.sender = Sender(engine, limiter, policy or RetryPolicy.from_settings(settings), self.control,
                              self.recorder, CreditBudget(settings.max_credits, engine.credits_per_request),
                              self.stats, self._finish)
-        self.writer = writer
         self._dispatch = anyio.Lock()
         self._bytes = ByteBudget(settings.inflight_mb * 1_000_000)
         self._sent_since_collect = 0

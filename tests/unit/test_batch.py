@@ -1,12 +1,11 @@
-"""The batch with the shipped FakeEngine on fake loop time (looptime): retries, pauses, stops and budgets."""
+"""The batch with the shipped FakeEngine and the in-memory store, on fake loop time: retries, pauses, stops
+and budgets. The SQLite store has its own contract suite (test_store.py) and the end-to-end tests."""
 
 from __future__ import annotations
 
 import errno
 import os
 from pathlib import Path
-from typing import Callable
-
 import anyio
 import pytest
 
@@ -26,7 +25,7 @@ from batch_inpaint.errors import (
 from batch_inpaint.limiter import Limiter, ProcessLimiter, Unlimited
 from batch_inpaint.retrying import RetryPolicy
 from batch_inpaint.settings import Settings
-from batch_inpaint.store import SqliteStore
+from batch_inpaint.store import MemoryStore
 from batch_inpaint.synthetic import write_tree
 
 
@@ -37,30 +36,21 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-async def run(tree: Path, engine: FakeEngine, *, limiter: Limiter | None = None,
-              before: Callable[[Batch], None] | None = None, **changes: object) -> Batch:
+async def run(tree: Path, engine: FakeEngine, *, limiter: Limiter | None = None, **changes: object) -> Batch:
     settings = Settings(input_dir=tree / "in" / "photos", masks_dir=tree / "in" / "masks", out_dir=tree / "out",
                         rate=60, concurrency=changes.pop("concurrency", 2), **changes)  # type: ignore[arg-type]
-    store = SqliteStore(tree / "out" / ".batch-inpaint" / "manifest.sqlite3")
+    STORES[tree] = store = MemoryStore()
     batch = Batch(settings, engine=engine, store=store, limiter=limiter or ProcessLimiter(60),
                   policy=RetryPolicy(max_attempts=4, max_seconds=600))
-    if before is not None:
-        before(batch)
-    try:
-        await batch.run()
-    finally:
-        await store.aclose()
+    await batch.run()
     return batch
 
 
-def statuses(tree: Path) -> dict[str, str]:
-    import sqlite3
+STORES: dict[Path, MemoryStore] = {}
 
-    db = sqlite3.connect(tree / "out" / ".batch-inpaint" / "manifest.sqlite3")
-    try:
-        return dict(db.execute("SELECT key, status FROM items"))
-    finally:
-        db.close()
+
+def statuses(tree: Path) -> dict[str, str]:
+    return {key: row["status"] for key, row in STORES[tree].rows.items()}
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,44 @@
+"""Side by side: the same benchmark against this checkout and another one (say, the commit before a
+change), interleaved round by round so drift in the machine's speed hits both alike.
+
+    git worktree add /tmp/before HEAD~1 && python3 -m venv /tmp/before-venv \\
+        && /tmp/before-venv/bin/pip install -e /tmp/before
+    ln -s "$PWD/benchmarks/.work" /tmp/before/benchmarks/.work     # both measure the same files
+    python -m benchmarks.ab --other /tmp/before --other-python /tmp/before-venv/bin/python \\
+        noop_resume -- --items 100000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def run(tree: Path, python: str, module: str, args: list[str]) -> str:
+    done = subprocess.run([python, "-m", f"benchmarks.{module}", *args], cwd=tree, capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"  (failed, exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]})\n"
+    return done.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--other", type=Path, required=True, help="the other checkout")
+    parser.add_argument("--other-python", required=True, help="a Python with the other checkout installed")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, each running the other first, then this")
+    parser.add_argument("module", help="benchmark module: rate_limit, memory, noop_resume, cost_per_picture, ...")
+    parser.add_argument("args", nargs="*", help="arguments for the benchmark (after --)")
+    args = parser.parse_args(argv)
+    for round_no in range(1, args.rounds + 1):
+        for label, tree, python in (("before", args.other, args.other_python), ("after", HERE, sys.executable)):
+            print(f"--- {args.module}, round {round_no}, {label} ({tree})", flush=True)
+            print(run(tree, python, args.module, args.args), end="", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
