@@ -26,9 +26,9 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 
 def fake_time(test: F) -> F:
-    """Run an async test on fake loop time: sleeps and timers take no real time. Work in anyio's worker
+    """An async test on fake loop time: sleeps and timers take no real time. Work in anyio's worker
     threads is not seen by looptime, so a test on fake time asserts bounds that a jump cannot break."""
-    return looptime.enabled(strict=True)(test)
+    return pytest.mark.asyncio(looptime.enabled(strict=True)(test))  # type: ignore[no-any-return]
 
 
 @dataclass

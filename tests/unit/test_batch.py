@@ -53,7 +53,6 @@ def statuses(tree: Path) -> dict[str, str]:
     return {key: row["status"] for key, row in STORES[tree].rows.items()}
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_server_errors_are_retried_with_backoff(tree: Path) -> None:
     engine = FakeEngine([ServerError(503, "busy"), ServerError(500, "oops")])
@@ -78,7 +77,6 @@ class RecordingLimiter(ProcessLimiter):
         self.releases.append((anyio.current_time(), bool(self.limited)))
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_a_429_pauses_every_worker(tree: Path) -> None:
     limited: list[float] = []
@@ -97,7 +95,6 @@ async def test_a_429_pauses_every_worker(tree: Path) -> None:
     assert min(after_429) >= limited[0] + 5.0
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_retry_after_sets_the_pause(tree: Path) -> None:
     limited: list[float] = []
@@ -107,7 +104,6 @@ async def test_retry_after_sets_the_pause(tree: Path) -> None:
     assert min(t for t, seen in limiter.releases if seen) >= limited[0] + 30.0
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_a_rejected_key_stops_the_run_without_more_requests(tree: Path) -> None:
     engine = FakeEngine([KeyRejected(403, "invalid api key")])
@@ -118,7 +114,6 @@ async def test_a_rejected_key_stops_the_run_without_more_requests(tree: Path) ->
     assert "in_flight" not in statuses(tree).values()
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_out_of_credits_stops_with_exit_4(tree: Path) -> None:
     engine = FakeEngine([None, None, CreditsExhausted("Not enough credits")])
@@ -127,7 +122,6 @@ async def test_out_of_credits_stops_with_exit_4(tree: Path) -> None:
     assert len(engine.calls) == 3 and batch.stats.done == 2
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_a_rejected_item_fails_alone(tree: Path) -> None:
     engine = FakeEngine([Rejected(400, "mask resolution differs")])
@@ -138,7 +132,6 @@ async def test_a_rejected_item_fails_alone(tree: Path) -> None:
     assert status == "failed" and "mask resolution differs" in reason and key.endswith(".jpg")
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_retries_are_bounded(tree: Path) -> None:
     engine = FakeEngine([ServerError(503, "down")] * 4)
@@ -147,7 +140,6 @@ async def test_retries_are_bounded(tree: Path) -> None:
     assert len(engine.calls) == 4 + 5
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_lost_answers_count_as_possibly_charged(tree: Path) -> None:
     engine = FakeEngine([TransportError("reset"), TransportError("reset")])
@@ -155,7 +147,6 @@ async def test_lost_answers_count_as_possibly_charged(tree: Path) -> None:
     assert batch.stats.possibly_charged == 2 and batch.stats.done == 6
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_max_credits_budget_counts_requests_in_flight(tree: Path) -> None:
     engine = FakeEngine()
@@ -165,7 +156,6 @@ async def test_max_credits_budget_counts_requests_in_flight(tree: Path) -> None:
     assert batch.stats.credits_used == 3
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_an_unpaid_engine_with_no_limiter_spends_nothing_and_never_waits(tree: Path) -> None:
     engine = FakeEngine(paid=False)
@@ -175,7 +165,6 @@ async def test_an_unpaid_engine_with_no_limiter_spends_nothing_and_never_waits(t
     assert anyio.current_time() == started  # no pacing, no sleep of any kind
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_a_paid_engine_is_paced_at_the_rate(tree: Path) -> None:
     started = anyio.current_time()
@@ -184,7 +173,6 @@ async def test_a_paid_engine_is_paced_at_the_rate(tree: Path) -> None:
     assert anyio.current_time() - started >= 5 * 60 / 60  # six sends, evenly spaced at 60 a minute
 
 
-@pytest.mark.asyncio
 @fake_time
 @pytest.mark.parametrize("code, stops", [(errno.ENOSPC, True), (errno.EROFS, True), (errno.ENAMETOOLONG, False)])
 async def test_a_failed_write_fails_the_item_and_a_full_disk_stops_the_run(
@@ -210,7 +198,6 @@ async def test_a_failed_write_fails_the_item_and_a_full_disk_stops_the_run(
         assert batch.exit_code == 1 and batch.stats.done == 5
 
 
-@pytest.mark.asyncio
 @fake_time
 @pytest.mark.parametrize("copy", [False, True])
 async def test_an_empty_mask_sends_nothing_and_can_copy_the_original(tree: Path, copy: bool) -> None:
@@ -227,7 +214,6 @@ async def test_an_empty_mask_sends_nothing_and_can_copy_the_original(tree: Path,
             assert out.size == original.size
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_429s_do_not_use_up_attempts(tree: Path) -> None:
     engine = FakeEngine([RateLimited(0.5)] * 6 + [ServerError(503, "x")] * 3)
@@ -247,7 +233,6 @@ def test_the_batch_loads_no_numpy_or_opencv() -> None:
     assert loaded.strip() == "[]"
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_retry_state_does_not_pile_up_between_full_collections(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each item's tenacity retrier is cyclic garbage once the item is done; the batch runs a full

@@ -34,7 +34,6 @@ async def stamps(limiter: Limiter, count: int) -> list[float]:
     return times
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_sends_are_evenly_spaced_from_the_first(make: PacingFactory) -> None:
     start = anyio.current_time()
@@ -43,7 +42,6 @@ async def test_sends_are_evenly_spaced_from_the_first(make: PacingFactory) -> No
     assert times[0] == start  # no waiting for the first request
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_concurrent_callers_never_exceed_the_limit_in_any_window(make: PacingFactory) -> None:
     limiter = make(60)
@@ -62,7 +60,6 @@ async def test_concurrent_callers_never_exceed_the_limit_in_any_window(make: Pac
     assert 239 / (ordered[-1] - ordered[0]) * 60 >= 0.98 * 60  # and the whole rate is used
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_a_pause_holds_every_caller(make: PacingFactory) -> None:
     limiter = make(60, headroom=0.0)
@@ -75,7 +72,6 @@ async def test_a_pause_holds_every_caller(make: PacingFactory) -> None:
     assert anyio.current_time() - start == pytest.approx(11.0)
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_a_pause_set_while_callers_wait_is_respected(make: PacingFactory) -> None:
     limiter = make(60, headroom=0.0)
@@ -96,7 +92,6 @@ async def test_a_pause_set_while_callers_wait_is_respected(make: PacingFactory) 
     assert sorted(times) == pytest.approx([30.5, 31.5, 32.5])
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_a_shorter_pause_does_not_cut_a_longer_one(make: PacingFactory) -> None:
     limiter = make(60, headroom=0.0)
@@ -107,7 +102,6 @@ async def test_a_shorter_pause_does_not_cut_a_longer_one(make: PacingFactory) ->
     assert anyio.current_time() - start == pytest.approx(20.0)
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_a_cancelled_waiter_gives_its_slot_up(make: PacingFactory) -> None:
     limiter = make(60, headroom=0.0)
@@ -125,7 +119,6 @@ def test_rate_must_be_a_positive_finite_number(make: PacingFactory, rate: float)
         make(rate)
 
 
-@pytest.mark.asyncio
 @fake_time
 async def test_unlimited_never_waits() -> None:
     limiter = Unlimited()
