@@ -11,8 +11,11 @@ change), interleaved round by round so drift in the machine's speed hits both al
 from __future__ import annotations
 
 import argparse
+import datetime
+import io
 import subprocess
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
@@ -25,18 +28,37 @@ def run(tree: Path, python: str, module: str, args: list[str]) -> str:
     return done.stdout
 
 
+def commit(tree: Path) -> str:
+    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (done.stdout.strip() or "unknown") + (" with uncommitted changes" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--other", type=Path, required=True, help="the other checkout")
     parser.add_argument("--other-python", required=True, help="a Python with the other checkout installed")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, each running the other first, then this")
+    parser.add_argument("--save", action="store_true", help="keep the output in results/ab-MODULE.txt for RESULTS.md")
     parser.add_argument("module", help="benchmark module: rate_limit, memory, noop_resume, cost_per_picture, ...")
     parser.add_argument("args", nargs="*", help="arguments for the benchmark (after --)")
     args = parser.parse_args(argv)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        print(f"{args.module} {' '.join(args.args)}: before = {commit(args.other)}, after = {commit(HERE)}")
+    print(out.getvalue(), end="", flush=True)
     for round_no in range(1, args.rounds + 1):
         for label, tree, python in (("before", args.other, args.other_python), ("after", HERE, sys.executable)):
-            print(f"--- {args.module}, round {round_no}, {label} ({tree})", flush=True)
-            print(run(tree, python, args.module, args.args), end="", flush=True)
+            text = f"--- round {round_no}, {label}\n" + run(tree, python, args.module, args.args)
+            out.write(text)
+            print(text, end="", flush=True)
+    if args.save:
+        from .run_all import STEPS, write_results
+
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        (HERE / "benchmarks" / "results" / f"ab-{args.module}.txt").write_text(f"{stamp}\n{out.getvalue()}")
+        write_results(list(STEPS))
     return 0
 
 

@@ -32,10 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STEPS = {"rate": rate_limit.main, "cost": cost_per_picture.main, "memory": memory.main, "noop": noop_resume.main,
+         "local": local_engine.main}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    steps = [("rate", rate_limit.main), ("cost", cost_per_picture.main), ("memory", memory.main),
-             ("noop", noop_resume.main), ("local", local_engine.main)]
+    steps = list(STEPS.items())
     kept = Path(__file__).with_name("results")  # one file per benchmark: --only refreshes just those
     kept.mkdir(exist_ok=True)
     for name, run in steps:
@@ -48,19 +51,31 @@ def main(argv: list[str] | None = None) -> int:
         print(text, end="", flush=True)
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
         (kept / f"{name}.txt").write_text(f"{stamp}{' --quick' if args.quick else ''}\n{text}")
+    print(f"wrote {write_results(list(STEPS))}")
+    return 0
+
+
+def write_results(names: list[str]) -> Path:
+    """RESULTS.md from the kept sections: each benchmark's latest run, then the side-by-side runs of ab.py."""
+    kept = Path(__file__).with_name("results")
     body = ""
-    for name, _ in steps:
+    for name in names:
         section = kept / f"{name}.txt"
         if section.exists():
             stamp, _, text = section.read_text().partition("\n")
             body += f"Run {stamp}:\n\n```\n{text.rstrip()}\n```\n\n"
+    side_by_side = sorted(kept.glob("ab-*.txt"))
+    if side_by_side:
+        body += "## Side by side with another commit (`python -m benchmarks.ab`)\n\n"
+    for section in side_by_side:
+        stamp, _, text = section.read_text().partition("\n")
+        body += f"Run {stamp}:\n\n```\n{text.rstrip()}\n```\n\n"
     results = Path(__file__).with_name("RESULTS.md")
     results.write_text(
         f"# Benchmark results\n\nOn {machine()}.\n"
         f"Made by `python -m benchmarks.run_all`; see each script's docstring for what it measures.\n\n{body}"
     )
-    print(f"wrote {results}")
-    return 0
+    return results
 
 
 if __name__ == "__main__":
