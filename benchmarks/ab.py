@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent.parent
 
 
 def run(tree: Path, python: str, module: str, args: list[str]) -> str:
+    """The benchmark's code from ``tree``, the library that ``python`` has installed."""
     done = subprocess.run([python, "-m", f"benchmarks.{module}", *args], cwd=tree, capture_output=True, text=True)
     if done.returncode != 0:
         return f"  (failed, exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]})\n"
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--other", type=Path, required=True, help="the other checkout")
     parser.add_argument("--other-python", required=True, help="a Python with the other checkout installed")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, each running the other first, then this")
+    parser.add_argument("--same-benchmark", action="store_true",
+                        help="run this checkout's benchmark code on both sides, so only the library differs")
     parser.add_argument("--save", action="store_true", help="keep the output in results/ab-MODULE.txt for RESULTS.md")
     parser.add_argument("module", help="benchmark module: rate_limit, memory, noop_resume, cost_per_picture, ...")
     parser.add_argument("args", nargs="*", help="arguments for the benchmark (after --)")
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.module} {' '.join(args.args)}: before = {commit(args.other)}, after = {commit(HERE)}")
     print(out.getvalue(), end="", flush=True)
     for round_no in range(1, args.rounds + 1):
-        for label, tree, python in (("before", args.other, args.other_python), ("after", HERE, sys.executable)):
+        other_tree = HERE if args.same_benchmark else args.other
+        for label, tree, python in (("before", other_tree, args.other_python), ("after", HERE, sys.executable)):
             text = f"--- round {round_no}, {label}\n" + run(tree, python, args.module, args.args)
             out.write(text)
             print(text, end="", flush=True)
