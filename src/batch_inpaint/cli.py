@@ -17,8 +17,9 @@ import anyio.abc
 from . import __version__
 from .errors import BatchInpaintError, ConfigError, LockHeld, ManifestError
 from .exitcodes import ExitCode
-from .reports import EXPORT_FORMATS
-from .settings import ENGINES, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, build_settings
+from .settings import (
+    ENGINES, EXPORT_FORMATS, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, build_settings,
+)
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,6 @@ from typing import TextIO
 from .stats import RunStats
 from .store import ItemRecord, Store
 
-EXPORT_FORMATS = ("csv", "jsonl")
 EXPORT_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
 
 

@@ -19,6 +19,7 @@ OUTPUT_FORMATS = ("png", "jpg", "webp")
 OVERSIZE = ("downscale", "crop", "fail")
 LOCAL_METHODS = ("telea", "ns")
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
+EXPORT_FORMATS = ("csv", "jsonl")
 
 
 @dataclass(frozen=True, slots=True)
