@@ -17,6 +17,7 @@ from .output import OutputWriter
 from .pairing import Pair
 from .preflight import PreflightOptions, Prepared, prepare
 from .recording import Recorder
+from .roles import masks_inside_input
 from .settings import Settings
 from .stats import RunStats
 from .triage import Sorted, Triage, walked_chunks
@@ -46,6 +47,10 @@ class Intake:
                     tg.start_soon(self._preflight_loop, due_recv.clone(), ready.clone())
 
     async def _feed(self, due: MemoryObjectSendStream[Pair]) -> None:
+        inside = masks_inside_input(self.settings)
+        if inside is not None:
+            self.stats.notice(f"the masks folder {self.settings.masks_dir} is inside the input folder: "
+                              f"its files are used as masks only, not as pictures to clean")
         async with due:
             async for chunk in walked_chunks(self.settings):
                 for pair in self._count(await self.triage.sort(chunk)):

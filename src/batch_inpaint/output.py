@@ -8,7 +8,7 @@ from pathlib import Path
 
 import anyio
 
-from .errors import ConfigError, OutputError
+from .errors import OutputError
 from .pairing import Pair
 from .preflight import digest
 from .store import OutputRecord
@@ -94,11 +94,3 @@ def _fsync_dir(directory: Path) -> None:
     finally:
         os.close(fd)
 
-
-def check_output_dir(out_dir: Path, input_dir: Path | None) -> None:
-    """Refuse an output folder that is the input folder or inside it: outputs would become inputs."""
-    if input_dir is None:
-        return
-    out, inp = out_dir.resolve(), input_dir.resolve()
-    if out == inp or inp in out.parents:
-        raise ConfigError(f"{out_dir}: the output folder must not be the input folder or inside it")

@@ -74,6 +74,8 @@ class PairingRules:
     follow_symlinks: bool = False
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: A folder under the root the walk leaves out: the masks folder, when it lies inside the input.
+    skip_dir: str | None = None
 
 
 def pairs_for(s: Settings) -> Iterator["Pair | OrphanMask"]:
@@ -84,7 +86,10 @@ def pairs_for(s: Settings) -> Iterator["Pair | OrphanMask"]:
         return iter(read_pairs_file(s.pairs_file))
     if s.input_dir is None:
         raise ConfigError("no input folder")
-    rules = PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude)
+    from .roles import masks_inside_input
+
+    rules = PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude,
+                         masks_inside_input(s))
     return walk(s.input_dir, rules)
 
 
@@ -170,6 +175,8 @@ def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[
     yield from _pairs_in_dir(directory, rel_dir, files, rules)
     if rules.recursive:
         for sub in subdirs:
+            if rules.skip_dir == f"{rel_dir}{sub}":
+                continue
             yield from _walk_dir(f"{directory}/{sub}", f"{rel_dir}{sub}/", rules, seen_dirs)
 
 

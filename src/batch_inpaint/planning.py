@@ -11,6 +11,7 @@ import anyio
 from .errors import InvalidInput
 from .pairing import Pair
 from .preflight import PreflightOptions, prepare
+from .roles import masks_inside_input
 from .runner import check_inputs, engine_shaping
 from .settings import Settings, settings_hash
 from .store import MemoryStore, SqliteStore, Store
@@ -84,6 +85,10 @@ async def _check_all(pairs: list[Pair], options: PreflightOptions, cpu: anyio.Ca
 def print_plan(settings: Settings) -> int:
     result = anyio.run(plan, settings)
     outcome = result.outcome
+    inside = masks_inside_input(settings)
+    if inside is not None:
+        print(f"note: the masks folder {settings.masks_dir} is inside the input folder: its files are used as "
+              "masks only, not as pictures to clean")
     print(f"ready to send: {outcome['ready']}")
     print(f"need a fix first: {outcome['fix']}")
     print(f"invalid: {outcome['invalid']}")

@@ -26,6 +26,7 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
         + (f", remaining {stats.remaining_credits}" if stats.remaining_credits is not None else "")
         + (f", possibly charged twice {stats.possibly_charged}" if stats.possibly_charged else ""),
     ]
+    lines.extend(f"note: {text}" for text in stats.notices)
     if stats.fixes:
         lines.append("fixed before upload: " + ", ".join(f"{k} ({v})" for k, v in sorted(stats.fixes.items())))
     for key, status, reason in stats.problems:

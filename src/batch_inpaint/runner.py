@@ -11,7 +11,7 @@ from .engines.base import Engine, clipdrop_shaping, local_shaping
 from .errors import ConfigError
 from .limiter import Limiter, ProcessLimiter, Unlimited
 from .locations import lock_path
-from .output import check_output_dir
+from .roles import check_roles
 from .runlock import RunLock
 from .settings import Settings, resolve_api_key
 from .stats import RunStats
@@ -32,6 +32,7 @@ def check_inputs(settings: Settings) -> None:
     """Everything that can be wrong before a single file is read: raises ConfigError."""
     if settings.out_dir is None:
         raise ConfigError("no output folder (--out)")
+    check_roles(settings)
     if settings.pairs_file is None:
         if settings.input_dir is None:
             raise ConfigError("no input folder")
@@ -45,7 +46,6 @@ def check_inputs(settings: Settings) -> None:
         raise ConfigError(f"{settings.mask_file}: mask file not found")
     if settings.ca_bundle is not None and not settings.ca_bundle.is_file():
         raise ConfigError(f"{settings.ca_bundle}: CA bundle not found")
-    check_output_dir(settings.out_dir, settings.input_dir)
     if settings.dilate:
         from .preflight import dilation_radius
 

@@ -36,6 +36,8 @@ class RunStats:
     notes: list[tuple[str, str]] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     fixes: dict[str, int] = field(default_factory=dict)
+    #: Said once about the whole run (the pace was lowered, a folder was left out), in order.
+    notices: list[str] = field(default_factory=list)
 
     def problem(self, key: str, status: str, reason: str) -> None:
         if status == "failed":
@@ -48,6 +50,10 @@ class RunStats:
     def note(self, key: str, text: str) -> None:
         if len(self.notes) < MAX_LISTED:
             self.notes.append((key, text))
+
+    def notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
 
     def orphan(self, path: str) -> None:
         self.orphan_masks += 1

@@ -1,0 +1,57 @@
+"""Folders in their roles: input, masks and output must not overlap in a way that costs credits.
+
+Each check here was a paid mistake once: an output folder inside the masks folder paid for results it
+then refused to write, a masks folder equal to the input paired every picture with itself. All of
+them run before the lock, the manifest or any request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ConfigError
+from .settings import Settings
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or somewhere inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def check_roles(s: Settings) -> None:
+    """Raises ConfigError naming both sides of every contradiction and overlap."""
+    if s.mask_file is not None and s.masks_dir is not None:
+        raise ConfigError(f"--mask {s.mask_file} and --masks {s.masks_dir} contradict each other: "
+                          "give one mask for every image, or a folder of masks, not both")
+    if s.pairs_file is not None:
+        for given, flag in ((s.input_dir, "an input folder"), (s.masks_dir, "--masks"), (s.mask_file, "--mask")):
+            if given is not None:
+                raise ConfigError(f"--pairs {s.pairs_file} and {flag} ({given}) contradict each other: "
+                                  "the pairs file names every image and mask")
+    if s.out_dir is None:
+        return
+    out = s.out_dir.resolve()
+    if s.input_dir is not None and _within(out, s.input_dir.resolve()):
+        raise ConfigError(f"{s.out_dir}: the output folder must not be the input folder or inside it")
+    if s.masks_dir is not None:
+        masks = s.masks_dir.resolve()
+        if _within(out, masks):
+            raise ConfigError(f"{s.out_dir}: the output folder must not be the masks folder ({s.masks_dir}) "
+                              "or inside it")
+        if s.input_dir is not None and masks == s.input_dir.resolve():
+            raise ConfigError(f"--masks {s.masks_dir} is the input folder: every picture would be paired with "
+                              "itself. Put the masks in a folder of their own, or name them beside their images "
+                              "with --mask-suffix")
+    if s.mask_file is not None and _within(s.mask_file.resolve(), out):
+        raise ConfigError(f"{s.mask_file}: the mask must not be inside the output folder ({s.out_dir})")
+
+
+def masks_inside_input(s: Settings) -> str | None:
+    """The masks folder's path relative to the input folder when it lies inside it: the walk leaves it
+    out (its files are masks, not pictures to clean)."""
+    if s.masks_dir is None or s.input_dir is None:
+        return None
+    masks, root = s.masks_dir.resolve(), s.input_dir.resolve()
+    if root in masks.parents:
+        return masks.relative_to(root).as_posix()
+    return None
