@@ -61,7 +61,7 @@ class Batch:
                              self.recorder, self.writer, self.stats, cpu, self._finish)
         self.sender = Sender(engine, limiter, policy or RetryPolicy.from_settings(settings), self.control,
                              self.recorder, CreditBudget(settings.max_credits, engine.credits_per_request),
-                             self.stats, self._finish)
+                             self.stats, self._finish, rate=settings.rate)
         self._dispatch = anyio.Lock()
         self._bytes = ByteBudget(settings.inflight_mb * 1_000_000)
         self._sent_since_collect = 0
@@ -125,6 +125,7 @@ class Batch:
                     cost = footprint(prepared)
                     await self._bytes.acquire(cost)
                     slot = await self.control.wait_unless_stopped(self.limiter.acquire)
+                    self.stats.pace = self.limiter.per_minute
                 try:
                     if slot:  # else the run is stopping: the item stays pending, as the walk recorded it
                         await self._process(prepared)
@@ -156,9 +157,13 @@ class Batch:
                 await self.recorder.settle(key, "invalid" if isinstance(exc, InvalidInput) else "failed", str(exc),
                                            exc.status)
             except Retryable as exc:
+                if self.control.stopping:  # the run stops (an outage, a signal): not this item's failure
+                    await self.recorder.pending(key, error=str(exc), error_status=exc.status)
+                    return
                 policy = self.sender.policy
                 await self.recorder.settle(key, "failed", f"gave up after {policy.max_attempts} attempts or "
-                                           f"{policy.max_seconds:g} s: {exc}", exc.status)
+                                           f"{policy.max_seconds:g} s: {exc}; the next run tries again",
+                                           exc.status, transient=True)
             finally:
                 self._collect_garbage()
 

@@ -40,11 +40,18 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-url", help="API endpoint (env CLIPDROP_API_URL)")
     g.add_argument("--api-key-file", type=Path, help="file holding the API key (or env CLIPDROP_API_KEY)")
     g.add_argument("--ca-bundle", type=Path, help="CA bundle for TLS verification (verification is always on)")
-    g.add_argument("--rate", type=float, help="requests per minute (default 60)")
+    g.add_argument("--rate", type=float, help="requests per minute (default 60); lowered while the API's 429s "
+                   "show a lower limit")
+    g.add_argument("--rate-window", type=float, metavar="SECONDS",
+                   help="length of the window the API counts requests in (default 60)")
     g.add_argument("--concurrency", type=int, help="requests in flight (default: from the rate)")
     g.add_argument("--mode", choices=MODES, help="Clipdrop mode (default fast)")
     g.add_argument("--local-method", choices=LOCAL_METHODS, help="local engine: Telea or Navier-Stokes")
     g.add_argument("--max-attempts", type=int, help="attempts per item before it fails (default 8)")
+    g.add_argument("--retry-runs", type=int, metavar="N",
+                   help="runs in a row that retry an item which failed on server or network errors (default 3)")
+    g.add_argument("--outage-seconds", type=float, metavar="SECONDS",
+                   help="stop (exit 7, items left pending) when the API has not answered for this long (default 60)")
     g = p.add_argument_group("manifest and credits")
     g.add_argument("--manifest", type=Path, help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3)")
     g.add_argument("--retry-failed", action="store_const", const=True, help="send items that failed before again")
@@ -64,7 +71,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
                   "follow_symlinks", "include", "exclude", "engine", "api_url", "api_key_file", "ca_bundle", "rate",
-                  "concurrency", "mode", "local_method", "max_attempts", "manifest", "retry_failed", "force",
+                  "rate_window", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
+                  "outage_seconds", "manifest", "retry_failed", "force",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
                   "output_format", "quality", "dry_run", "progress")
 

@@ -11,12 +11,14 @@
      ├── Retryable              try again after a pause
      │    ├── RateLimited       429, maybe with Retry-After
      │    ├── ServerError       5xx
-     │    ├── TransportError    connect/read/write failure, timeout, reset
+     │    ├── TransportError    read/write failure, timeout, reset: may have been charged
+     │    │    └── Unreachable  the connection was never made (refused, DNS, TLS): cannot have been
      │    └── BrokenResponse    200 that is not a PNG of the right size
      └── RunStopped             stop the whole run at once
           ├── KeyRejected       401 / 403
           ├── CreditsExhausted  402, or the --max-credits budget is spent
           ├── DiskUnwritable    disk full or read-only: every further output would be paid for and lost
+          ├── ApiUnreachable    no request has reached the API for a while (`breaker`): exit 7
           └── TlsUnverified     the API's certificate does not verify (see --ca-bundle): exit 2
 
 Each error that ends a run carries its ``exit_code`` (`ExitCode`). Third-party errors (httpx, sqlite3)
@@ -82,6 +84,8 @@ class Retryable(BatchInpaintError):
     """A failure that may pass on another attempt."""
 
     status: int | None = None
+    #: The server may have done the work, and charged for it, though we never saw the answer.
+    maybe_charged = False
 
 
 class RateLimited(Retryable):
@@ -100,9 +104,29 @@ class ServerError(Retryable):
 class TransportError(Retryable):
     """The request or its response was lost on the way; it may have been charged."""
 
+    maybe_charged = True
+
+
+class Unreachable(TransportError):
+    """The connection was never made (refused, no such host, TLS handshake): nothing was sent, so
+    nothing can have been charged."""
+
+    maybe_charged = False
+
 
 class BrokenResponse(Retryable):
     """A 200 whose body is not the PNG we asked for; it may have been charged."""
+
+    maybe_charged = True
+
+
+def maybe_charged(exc: BaseException) -> bool:
+    return bool(getattr(exc, "maybe_charged", False))
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A failure that says the API is not there, rather than anything about the item."""
+    return isinstance(exc, TransportError) or (isinstance(exc, ServerError) and exc.status in (502, 503, 504))
 
 
 class RunStopped(BatchInpaintError):
@@ -130,6 +154,12 @@ class CreditsExhausted(RunStopped):
 
 class DiskUnwritable(RunStopped):
     exit_code = ExitCode.UNWRITABLE
+
+
+class ApiUnreachable(RunStopped):
+    """Every recent request failed on the way to the API: items stay pending for the next run."""
+
+    exit_code = ExitCode.API_UNREACHABLE
 
 
 class TlsUnverified(RunStopped):

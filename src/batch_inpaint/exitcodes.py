@@ -13,5 +13,6 @@ class ExitCode(enum.IntEnum):
     OUT_OF_CREDITS = 4  #: out of credits (402), or the --max-credits budget is spent
     LOCKED = 5  #: another run holds the output folder
     UNWRITABLE = 6  #: the output folder or the manifest cannot be written or read
+    API_UNREACHABLE = 7  #: the API could not be reached for a while: the run stopped, items left pending
     INTERRUPTED = 130  #: SIGINT
     TERMINATED = 143  #: SIGTERM

@@ -20,7 +20,7 @@ from .recording import Recorder
 from .roles import masks_inside_input
 from .settings import Settings
 from .stats import RunStats
-from .triage import Sorted, Triage, walked_chunks
+from .triage import GAVE_UP, Sorted, Triage, walked_chunks
 
 #: The original itself, as the output format wants it (an empty mask the user wants copied).
 Finish = Callable[[Prepared, None], Awaitable[bytes]]
@@ -67,6 +67,8 @@ class Intake:
                 stats.already_done += count
             elif status == "no_mask":
                 stats.no_mask += count
+            elif status == GAVE_UP:
+                stats.kept_gave_up += count
             else:
                 stats.kept_failed += count
         stats.no_mask += len(sorted_.no_mask)

@@ -14,10 +14,27 @@ from .stats import RunStats
 def _line(stats: RunStats) -> str:
     elapsed = max(1e-6, time.monotonic() - stats.started)
     per_min = stats.requests / elapsed * 60
-    total = f"/{stats.seen - stats.already_done - stats.kept_failed}" if stats.walk_finished else ""
+    total = f"/{stats.seen - stats.already_done - stats.kept_failed - stats.kept_gave_up}" if stats.walk_finished else ""
     credits = f", credits left {stats.remaining_credits}" if stats.remaining_credits is not None else ""
     return (f"{stats.done + stats.copied}{total} done, {stats.failed + stats.invalid} failed, "
-            f"{stats.already_done} already done, {stats.requests} requests ({per_min:.1f}/min){credits}")
+            f"{stats.already_done} already done, {stats.requests} requests ({per_min:.1f}/min){credits}"
+            f"{_limited(stats)}")
+
+
+def _limited(stats: RunStats) -> str:
+    """Said while the server's limit holds the run back: how often, and the pace it allows."""
+    if not stats.rate_limited:
+        return ""
+    paused = stats.paused_until - anyio.current_time()
+    pace = f", pacing at {stats.pace:.0f}/min" if stats.pace is not None else ""
+    return f"; rate-limited ({stats.rate_limited} x 429){pace}" + (f", paused {paused:.0f} s" if paused >= 1 else "")
+
+
+def new_notices(stats: RunStats) -> list[str]:
+    """Notices not shown yet; each is shown once, live or in the summary."""
+    fresh = stats.notices[stats.notices_shown:]
+    stats.notices_shown = len(stats.notices)
+    return fresh
 
 
 class PlainProgress:
@@ -28,9 +45,14 @@ class PlainProgress:
         self.every = every
 
     async def watch(self, stats: RunStats) -> None:
+        next_line = anyio.current_time() + self.every
         while True:
-            await anyio.sleep(self.every)
-            print(f"batch-inpaint: {_line(stats)}", file=self.stream, flush=True)
+            await anyio.sleep(min(0.5, self.every))
+            for text in new_notices(stats):
+                print(f"batch-inpaint: note: {text}", file=self.stream, flush=True)
+            if anyio.current_time() >= next_line:
+                next_line += self.every
+                print(f"batch-inpaint: {_line(stats)}", file=self.stream, flush=True)
 
 
 class BarProgress:
@@ -52,6 +74,8 @@ class BarProgress:
                 finished = stats.finished - stats.no_mask
                 bar.update(task, completed=finished, total=stats.due if stats.walk_finished else None,
                            detail=_line(stats))
+                for text in new_notices(stats):
+                    bar.console.print(f"note: {text}")
                 await anyio.sleep(0.25)
 
 

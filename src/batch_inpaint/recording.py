@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .engines.base import InpaintResult
-from .errors import BatchInpaintError, BrokenResponse, RateLimited, TransportError
+from .errors import BatchInpaintError, RateLimited, maybe_charged
 from .preflight import Prepared
 from .stats import RunStats
 from .store import Fingerprint, OutputRecord, Store
@@ -32,14 +32,14 @@ class Recorder:
         self.stats.requests += 1
 
     async def attempt_failed(self, key: str, exc: BaseException) -> None:
-        maybe_charged = isinstance(exc, (TransportError, BrokenResponse))
-        if maybe_charged:
+        charged = maybe_charged(exc)
+        if charged:
             self.stats.possibly_charged += 1  # the server may have charged for an answer we never saw
         if isinstance(exc, RateLimited):
             self.stats.rate_limited += 1
         if isinstance(exc, BatchInpaintError):
             await self.store.note_attempt_failure(key, error_status=getattr(exc, "status", None), error=str(exc),
-                                                  possibly_charged=maybe_charged)
+                                                  possibly_charged=charged)
 
     async def done(self, prepared: Prepared, output: OutputRecord, result: InpaintResult, seconds: float) -> None:
         await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=result.credits_consumed,
@@ -57,11 +57,13 @@ class Recorder:
     async def empty_mask(self, prepared: Prepared, output: OutputRecord | None) -> None:
         await self.store.record_empty_mask(prepared.pair.key, self.fingerprint(prepared), output)
 
-    async def settle(self, key: str, status: Problem, reason: str, error_status: int | None = None) -> None:
-        """The item failed or is invalid: it waits for a change or --retry-failed."""
+    async def settle(self, key: str, status: Problem, reason: str, error_status: int | None = None, *,
+                     transient: bool = False) -> None:
+        """The item failed or is invalid: it waits for a change or --retry-failed, unless the failure was
+        ``transient`` (a later run tries it again by itself)."""
         self.stats.problem(key, status, reason)
         await self.store.record_failure(key, status=status, error=reason, error_status=error_status,
-                                        settings_hash=self.settings_hash)
+                                        settings_hash=self.settings_hash, transient=transient)
 
     async def pending(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
         """Never sent, or the run stopped: the next run takes it up."""

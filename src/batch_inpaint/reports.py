@@ -16,7 +16,9 @@ EXPORT_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
 def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
     counts = [(stats.done, "done"), (stats.copied, "copied from identical pairs"),
               (stats.already_done, "already done"), (stats.failed, "failed"), (stats.invalid, "invalid"),
-              (stats.kept_failed, "failed before (not retried; see --retry-failed)"),
+              (stats.kept_failed, "failed before (retried when their image or mask changes)"),
+              (stats.kept_gave_up, "failed on server or network errors in several runs in a row "
+                                   "(retry them with --retry-failed)"),
               (stats.no_mask, "without a mask"), (stats.empty_mask, "with an empty mask")]
     shown = ", ".join(f"{n} {what}" for n, what in counts if n) or "nothing to do"
     lines = [
@@ -26,7 +28,7 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
         + (f", remaining {stats.remaining_credits}" if stats.remaining_credits is not None else "")
         + (f", possibly charged twice {stats.possibly_charged}" if stats.possibly_charged else ""),
     ]
-    lines.extend(f"note: {text}" for text in stats.notices)
+    lines.extend(f"note: {text}" for text in stats.notices[stats.notices_shown:])
     if stats.fixes:
         lines.append("fixed before upload: " + ", ".join(f"{k} ({v})" for k, v in sorted(stats.fixes.items())))
     for key, status, reason in stats.problems:

@@ -1,4 +1,5 @@
-"""When and how long to retry: an explicit predicate, Retry-After, exponential backoff with full jitter."""
+"""When and how long to retry: an explicit predicate and exponential backoff with full jitter. How long
+a 429 holds every sender back is the limiter's business (`limiter.pace`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from .errors import RateLimited, Retryable
+from .errors import Retryable
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -50,20 +51,15 @@ class RetryPolicy:
     max_seconds: float = 600.0
     base: float = 1.0
     cap: float = 60.0
-    #: Pause after a 429 with no Retry-After (grows with consecutive 429s).
-    rate_limit_pause: float = 5.0
+    #: No answer from the API for this long (and failures in a row): the run stops (`breaker`).
+    outage_seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, s: "Settings") -> "RetryPolicy":
         return cls(max_attempts=s.max_attempts, max_seconds=s.max_item_seconds, base=s.backoff_base,
-                   cap=s.backoff_cap, rate_limit_pause=max(s.backoff_base, 60.0 / s.rate) * 5)
+                   cap=s.backoff_cap, outage_seconds=s.outage_seconds)
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Full jitter: a uniform draw in [0, min(cap, base * 2**(attempt-1))]."""
         ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
         return float(rand() * ceiling)
-
-    def pause_after_429(self, exc: RateLimited, attempt: int) -> float:
-        if exc.retry_after is not None:
-            return exc.retry_after
-        return float(min(self.cap, self.rate_limit_pause * (2 ** max(0, attempt - 1))))

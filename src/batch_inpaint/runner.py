@@ -79,7 +79,7 @@ def engine_shaping(settings: Settings) -> dict[str, Any]:
 
 def build_limiter(settings: Settings) -> Limiter:
     """The local engine has no rate limit; anything else is paced at ``settings.rate`` in this process."""
-    return Unlimited() if settings.engine == "local" else ProcessLimiter(settings.rate)
+    return Unlimited() if settings.engine == "local" else ProcessLimiter(settings.rate, window=settings.rate_window)
 
 
 async def run_batch(

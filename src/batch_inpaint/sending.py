@@ -10,7 +10,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from .control import RunControl
 from .credits import CreditBudget
 from .engines.base import Engine, InpaintRequest, InpaintResult
-from .errors import BrokenResponse, RateLimited, TransportError
+from .breaker import OutageBreaker
+from .errors import ApiUnreachable, BatchInpaintError, RateLimited, Retryable, is_outage, maybe_charged
 from .limiter import Limiter
 from .preflight import Prepared
 from .recording import Recorder
@@ -27,7 +28,7 @@ class NotSent(Exception):
 
 class Sender:
     def __init__(self, engine: Engine, limiter: Limiter, policy: RetryPolicy, control: RunControl,
-                 recorder: Recorder, budget: CreditBudget, stats: RunStats, finish: Finish) -> None:
+                 recorder: Recorder, budget: CreditBudget, stats: RunStats, finish: Finish, *, rate: float) -> None:
         self.engine = engine
         self.limiter = limiter
         self.policy = policy
@@ -36,7 +37,9 @@ class Sender:
         self.budget = budget
         self.stats = stats
         self.finish = finish
-        self._consecutive_429 = 0
+        self.rate = rate
+        self._said_slower = False
+        self._breaker: OutageBreaker | None = None
 
     async def send(self, prepared: Prepared) -> tuple[bytes, InpaintResult]:
         """The caller holds the first send slot; each retry waits for a slot of its own."""
@@ -56,14 +59,29 @@ class Sender:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return 0.0 if isinstance(exc, RateLimited) else self.policy.backoff(state.attempt_number)
+            return 0.0 if isinstance(exc, RateLimited) else self.policy.backoff(state.attempt_number - rate_limited)
 
         retrying = AsyncRetrying(retry=retry_if_exception(is_retryable), stop=stop, wait=wait, sleep=anyio.sleep,
                                  reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                outcome = await self._attempt(prepared, request, attempt.retry_state.attempt_number)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    outcome = await self._attempt(prepared, request, attempt.retry_state.attempt_number)
+        except Retryable as exc:
+            if is_outage(exc) and self.breaker.gave_up(start):
+                self._outage()
+            raise
         return outcome
+
+    @property
+    def breaker(self) -> OutageBreaker:
+        if self._breaker is None:
+            self._breaker = OutageBreaker(self.policy.outage_seconds, started=anyio.current_time())
+        return self._breaker
+
+    def _outage(self) -> None:
+        self.control.fail(ApiUnreachable(f"the API could not be reached: {self.breaker.describe(anyio.current_time())}."
+                                         " Items not done are left pending: run again when the API is back"))
 
     async def _attempt(self, prepared: Prepared, request: InpaintRequest, number: int) -> tuple[bytes, InpaintResult]:
         if number > 1 and not await self.control.wait_unless_stopped(self.limiter.acquire):
@@ -74,23 +92,50 @@ class Sender:
         if number > 1:
             self.stats.retries += 1
         await self.recorder.in_flight(prepared, first=number == 1)
+        sent_at = anyio.current_time()
         try:
             result = await self.engine.inpaint(request)
+        except BaseException as exc:
+            self._heard(exc)
+            await self._failed(prepared.pair.key, exc, sent_at)
+            raise
+        self.breaker.answered(anyio.current_time())
+        self.limiter.succeeded()
+        try:
             data = await self.finish(prepared, result.png)
         except BaseException as exc:
-            await self._failed(prepared.pair.key, exc)
+            await self._failed(prepared.pair.key, exc, sent_at)
             raise
         self.budget.settle(spent=result.credits_consumed)
-        self._consecutive_429 = 0
         self.stats.credits_used += result.credits_consumed
         if result.remaining_credits is not None:
             self.stats.remaining_credits = result.remaining_credits
         return data, result
 
-    async def _failed(self, key: str, exc: BaseException) -> None:
-        self.budget.settle(spent=None, maybe_charged=isinstance(exc, (TransportError, BrokenResponse)))
+    def _heard(self, exc: BaseException) -> None:
+        """Feed the outage breaker: any answer shows the API is there; a lost request may show it is not."""
+        now = anyio.current_time()
+        if is_outage(exc):
+            if self.breaker.failed(now):
+                self._outage()
+        elif isinstance(exc, BatchInpaintError):
+            self.breaker.answered(now)
+
+    async def _failed(self, key: str, exc: BaseException, sent_at: float) -> None:
+        self.budget.settle(spent=None, maybe_charged=maybe_charged(exc))
         with anyio.CancelScope(shield=True):
             if isinstance(exc, RateLimited):
-                self._consecutive_429 += 1
-                await self.limiter.pause(self.policy.pause_after_429(exc, self._consecutive_429))
+                await self._slow_down(exc, sent_at)
             await self.recorder.attempt_failed(key, exc)
+
+    async def _slow_down(self, exc: RateLimited, sent_at: float) -> None:
+        slowdown = await self.limiter.rate_limited(exc.retry_after, sent_at)
+        if slowdown is None:
+            return
+        self.stats.pace = slowdown.per_minute
+        self.stats.paused_until = anyio.current_time() + slowdown.pause
+        if slowdown.lowered and not self._said_slower:
+            self._said_slower = True
+            self.stats.notice(f"the server's limit looks lower than --rate {self.rate:g}: "
+                              f"pacing at {slowdown.per_minute:.0f}/min, and back up toward "
+                              f"{self.rate:g} when it allows")

@@ -42,6 +42,8 @@ class Settings:
     api_key_file: Path | None = None
     ca_bundle: Path | None = None
     rate: float = 60.0
+    #: The API's counting window: a 429 pauses until our own sends have left it (`limiter.pace`).
+    rate_window: float = 60.0
     concurrency: int | None = None
     mode: str = "fast"
     local_method: str = "telea"
@@ -54,6 +56,10 @@ class Settings:
     max_item_seconds: float = 900.0
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    #: No answer from the API for this long: the run stops with exit 7, items left pending.
+    outage_seconds: float = 60.0
+    #: Runs in a row that retry an item which ran out of attempts on transient errors (5xx, timeouts).
+    retry_runs: int = 3
     manifest: Path | None = None
     retry_failed: bool = False
     force: bool = False
@@ -238,11 +244,14 @@ def validate(s: Settings) -> None:
     check(s.local_method in LOCAL_METHODS, f"local method must be one of {', '.join(LOCAL_METHODS)}")
     check(s.progress in PROGRESS_MODES, f"progress must be one of {', '.join(PROGRESS_MODES)}")
     check(0 < s.rate < math.inf, "rate must be a positive number of requests per minute")
+    check(0 < s.rate_window < math.inf, "rate window must be a positive number of seconds")
     check(s.concurrency is None or s.concurrency >= 1, "concurrency must be at least 1")
     check(1 <= s.quality <= 100, "quality must be between 1 and 100")
     check(s.inflight_mb >= 1, "inflight-mb must be at least 1")
     check(0 < s.mask_threshold < 256, "mask threshold must be between 1 and 255")
     check(s.max_attempts >= 1, "max attempts must be at least 1")
+    check(s.outage_seconds > 0, "outage seconds must be positive")
+    check(s.retry_runs >= 0, "retry runs cannot be negative")
     check(s.backoff_base >= 0 and s.backoff_cap >= 0, "backoff times cannot be negative")
     check(s.request_deadline > 0 and s.read_timeout > 0, "timeouts must be positive")
     check(s.max_credits is None or s.max_credits >= 0, "max credits cannot be negative")

@@ -21,7 +21,8 @@ class RunStats:
     copied: int = 0
     failed: int = 0
     invalid: int = 0
-    kept_failed: int = 0
+    kept_failed: int = 0  #: failed or invalid before, waiting for a change to their files
+    kept_gave_up: int = 0  #: failed on transient errors in --retry-runs runs in a row
     no_mask: int = 0
     empty_mask: int = 0
     orphan_masks: int = 0
@@ -38,6 +39,10 @@ class RunStats:
     fixes: dict[str, int] = field(default_factory=dict)
     #: Said once about the whole run (the pace was lowered, a folder was left out), in order.
     notices: list[str] = field(default_factory=list)
+    notices_shown: int = 0
+    #: The limiter's pace (requests a minute) and the end of its pause (loop time), for the display.
+    pace: float | None = None
+    paused_until: float = 0.0
 
     def problem(self, key: str, status: str, reason: str) -> None:
         if status == "failed":
@@ -72,10 +77,10 @@ class RunStats:
     @property
     def unfinished_items(self) -> int:
         """Items that are not done: this run's failures and earlier ones it did not retry."""
-        return self.failed + self.invalid + self.kept_failed
+        return self.failed + self.invalid + self.kept_failed + self.kept_gave_up
 
     def counts(self) -> dict[str, int]:
-        names = ("seen", "already_done", "done", "copied", "failed", "invalid", "kept_failed", "no_mask",
+        names = ("seen", "already_done", "done", "copied", "failed", "invalid", "kept_failed", "kept_gave_up", "no_mask",
                  "empty_mask", "orphan_masks", "requests", "retries", "rate_limited", "possibly_charged",
                  "resent_after_crash")
         return {name: int(getattr(self, name)) for name in names}

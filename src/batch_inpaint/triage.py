@@ -21,6 +21,8 @@ from .store import ItemRow, SeenItem, Store
 
 T = TypeVar("T")
 WALK_CHUNK = 500
+#: How `Sorted.skipped` names failed items that ran out of runs on transient errors (--retry-failed helps).
+GAVE_UP = "gave_up"
 
 
 class Decision(enum.Enum):
@@ -58,7 +60,7 @@ def _same(sig: FileSig | None, size: int | None, mtime_ns: int | None) -> bool:
 
 
 def decide(pair: Pair, row: ItemRow | None, *, settings_hash: str, outputs: OutputIndex,
-           retry_failed: bool = False, force: bool = False) -> Decision:
+           retry_failed: bool = False, force: bool = False, retry_runs: int = 3) -> Decision:
     """What a run does with a walked pair, given what the store knows of it. Pure, so easy to test."""
     if force or row is None or row.status in ("pending", "in_flight"):
         return Decision.DUE
@@ -70,7 +72,10 @@ def decide(pair: Pair, row: ItemRow | None, *, settings_hash: str, outputs: Outp
     if row.settings_hash != settings_hash:
         return Decision.DUE
     if row.status in ("failed", "invalid"):
-        return Decision.SKIP if same_inputs and not retry_failed else Decision.DUE
+        if not same_inputs or retry_failed:
+            return Decision.DUE
+        # ran out of attempts on transient errors: the next few runs try again by themselves
+        return Decision.DUE if 0 < row.failed_runs < retry_runs else Decision.SKIP
     if row.status == "done" and (not row.output_path or not outputs.exists(row.output_path)):
         return Decision.DUE
     if row.status in ("done", "empty_mask"):
@@ -135,9 +140,9 @@ class Triage:
         for pair in pairs:
             row = rows.get(pair.key)
             decision = decide(pair, row, settings_hash=self.settings_hash, outputs=self._outputs,
-                              retry_failed=s.retry_failed, force=s.force)
+                              retry_failed=s.retry_failed, force=s.force, retry_runs=s.retry_runs)
             if decision is Decision.SKIP and row is not None:
-                result.skip(row.status)
+                result.skip(GAVE_UP if row.status == "failed" and row.failed_runs else row.status)
             else:
                 undecided.append((pair, row, decision))
         return undecided

@@ -291,3 +291,32 @@ def test_the_emulator_listens_on_loopback_by_default() -> None:
 
     args = build_parser().parse_args(["emulator"])
     assert args.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("share, retry_after", [(0.5, True), (0.8, False)], ids=["half-retry-after", "0.8-none"])
+def test_a_server_limit_below_the_rate_is_learned(emulator, tmp_path: Path, share: float, retry_after: bool,
+                                                  figures) -> None:
+    """--rate 600 against a sliding window that counts rejects: a storm of 429s before, a handful now.
+    The emulator's window is 6 s instead of 60 (the client is told with --rate-window): the same
+    dynamics, a tenth of the wait."""
+    from batch_inpaint.synthetic import write_tree
+
+    limit = 600 * share
+    count = int(limit / 10 * 10)  # ten windows' worth
+    write_tree(tmp_path / "data", [f"img{i:03d}" for i in range(count)], size=(64, 48), seed=5)
+    emu = emulator("--rate", f"{limit:g}", "--window-seconds", "6", "--work", "stub",
+                   *([] if retry_after else ["--no-retry-after"]))
+    result = run_cli("run", str(tmp_path / "data" / "photos"), "--masks", str(tmp_path / "data" / "masks"),
+                     "--out", str(tmp_path / "out"), "--api-url", emu.url, "--rate", "600", "--rate-window", "6",
+                     "--progress", "lines", key="test-key")
+    assert result.returncode == 0, result.stderr
+    entries = emu.entries()
+    ok = sorted(e["t"] for e in entries if e["status"] == 200)
+    rejected = sum(1 for e in entries if e["status"] == 429)
+    assert len(ok) == count
+    achieved = (len(ok) - 1) / (ok[-1] - ok[0]) * 60
+    figures(f"limit {share}x --rate, Retry-After {retry_after}", "achieved / limit, 429s / requests",
+            f"{achieved / limit:.3f}, {rejected}/{len(entries)}")
+    assert achieved >= 0.9 * limit
+    assert rejected < 0.05 * len(entries)
+    assert "the server's limit looks lower than --rate 600: pacing at" in result.stderr

@@ -36,12 +36,13 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-async def run(tree: Path, engine: FakeEngine, *, limiter: Limiter | None = None, **changes: object) -> Batch:
+async def run(tree: Path, engine: FakeEngine, *, limiter: Limiter | None = None, outage_seconds: float = 60.0,
+              **changes: object) -> Batch:
     settings = Settings(input_dir=tree / "in" / "photos", masks_dir=tree / "in" / "masks", out_dir=tree / "out",
                         rate=60, concurrency=changes.pop("concurrency", 2), **changes)  # type: ignore[arg-type]
     STORES[tree] = store = MemoryStore()
     batch = Batch(settings, engine=engine, store=store, limiter=limiter or ProcessLimiter(60),
-                  policy=RetryPolicy(max_attempts=4, max_seconds=600))
+                  policy=RetryPolicy(max_attempts=4, max_seconds=600, outage_seconds=outage_seconds))
     await batch.run()
     return batch
 
@@ -91,8 +92,10 @@ async def test_a_429_pauses_every_worker(tree: Path) -> None:
     assert batch.stats.rate_limited == 1 and batch.stats.done == 6
     after_429 = [t for t, seen in limiter.releases if seen]
     assert after_429  # at least the retry of the limited item went after the 429
-    # no worker was let through until the pause (5 s without Retry-After) was over
-    assert min(after_429) >= limited[0] + 5.0
+    # no worker was let through until the pause was over: without Retry-After, one interval at the
+    # lowered pace (two sends in the window: lowered as far as it goes at once, to 15 a minute, 4 s)
+    assert limiter.per_minute == 15.0
+    assert min(after_429) >= limited[0] + 4.0
 
 
 @fake_time
@@ -217,8 +220,10 @@ async def test_an_empty_mask_sends_nothing_and_can_copy_the_original(tree: Path,
 @fake_time
 async def test_429s_do_not_use_up_attempts(tree: Path) -> None:
     engine = FakeEngine([RateLimited(0.5)] * 6 + [ServerError(503, "x")] * 3)
-    batch = await run(tree, engine, concurrency=1)  # 4 attempts allowed: 6 429s and 3 503s still succeed
-    assert batch.exit_code == 0 and batch.stats.rate_limited == 6 and batch.stats.done == 6
+    # 4 attempts allowed: 6 429s and 3 503s still succeed. Six 429s in a row slow the pace to a crawl,
+    # so the 503s come minutes apart: too long for the outage breaker's default minute.
+    batch = await run(tree, engine, concurrency=1, outage_seconds=600)
+    assert batch.exit_code == 0 and batch.stats.rate_limited == 6 and batch.stats.done == 6, batch.control.stop_reason
 
 
 def test_the_batch_loads_no_numpy_or_opencv() -> None:

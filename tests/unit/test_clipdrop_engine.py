@@ -21,6 +21,8 @@ from batch_inpaint.errors import (
     Rejected,
     ServerError,
     TransportError,
+    Unreachable,
+    maybe_charged,
 )
 
 KEY = "sk-secret-key-123"
@@ -91,8 +93,12 @@ async def test_transport_errors(exc: Exception) -> None:
     def raise_it(request: httpx.Request) -> httpx.Response:
         raise exc
 
-    with pytest.raises(TransportError):
+    with pytest.raises(TransportError) as caught:
         await call(raise_it)
+    # a connection that was never made cannot have been charged; anything lost later may have been
+    never_connected = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+    assert isinstance(caught.value, Unreachable) is never_connected
+    assert maybe_charged(caught.value) is not never_connected
 
 
 @pytest.mark.asyncio

@@ -70,11 +70,3 @@ def test_backoff_is_full_jitter_and_capped() -> None:
     assert policy.backoff(3, rand=lambda: 1.0) == 4.0
     assert policy.backoff(10, rand=lambda: 1.0) == 20.0
     assert policy.backoff(10, rand=lambda: 0.0) == 0.0
-
-
-def test_pause_after_429_prefers_retry_after() -> None:
-    policy = RetryPolicy(rate_limit_pause=5.0, cap=60.0)
-    assert policy.pause_after_429(RateLimited(12.0), attempt=3) == 12.0
-    assert policy.pause_after_429(RateLimited(None), attempt=1) == 5.0
-    assert policy.pause_after_429(RateLimited(None), attempt=3) == 20.0
-    assert policy.pause_after_429(RateLimited(None), attempt=9) == 60.0

@@ -96,6 +96,21 @@ async def test_failures_releases_and_problems(store: Store) -> None:
 
 
 @pytest.mark.asyncio
+async def test_transient_failures_count_the_runs_in_a_row(store: Store) -> None:
+    await store.record_seen([seen("a.jpg"), seen("b.jpg")])
+    for _ in range(2):
+        await store.record_failure("a.jpg", status="failed", error="HTTP 503", error_status=503, settings_hash="sh",
+                                   transient=True)
+    await store.record_failure("b.jpg", status="failed", error="HTTP 400", error_status=400, settings_hash="sh")
+    rows = await store.lookup(["a.jpg", "b.jpg"])
+    assert (rows["a.jpg"].failed_runs, rows["b.jpg"].failed_runs) == (2, 0)
+    await store.mark_in_flight("a.jpg", 3, FP)
+    await store.record_done("a.jpg", 3, output=OutputRecord("a.png", "h", 1), credits=Decimal(1), remaining=None,
+                            seconds=1.0, fingerprint=None)
+    assert (await store.lookup(["a.jpg"]))["a.jpg"].failed_runs == 0  # done: the count starts again
+
+
+@pytest.mark.asyncio
 async def test_identical_done_items_are_found_by_content_and_settings(store: Store) -> None:
     first = await store.start_run({}, 1)
     await store.record_seen([seen("a.jpg"), seen("e.jpg")])
@@ -142,3 +157,21 @@ async def test_sqlite_store_keeps_what_it_recorded_across_opens(tmp_path: Path) 
     again = SqliteStore(path, create=False)
     assert set(await again.lookup(["a.jpg"])) == {"a.jpg"}
     await again.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_manifest_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    from batch_inpaint.store.schema import migrations
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(migrations[1])
+        db.execute("INSERT INTO items (key, status) VALUES ('a.jpg', 'failed')")
+        db.execute("PRAGMA user_version = 1")
+    store = SqliteStore(path, create=False)
+    try:
+        assert (await store.lookup(["a.jpg"]))["a.jpg"].failed_runs == 0
+    finally:
+        await store.aclose()

@@ -43,6 +43,18 @@ def test_decisions(outputs: OutputIndex) -> None:
     assert d(row("empty_mask")) is Decision.SKIP
 
 
+def test_transient_failures_are_retried_by_the_next_runs_up_to_a_limit(outputs: OutputIndex) -> None:
+    pair = Pair("a.jpg", "/in/a.jpg", "/m/a.png", "a", SIG, MSIG)
+    d = lambda r, **kw: decide(pair, r, settings_hash="s", outputs=outputs, **kw)  # noqa: E731
+    assert d(row("failed", failed_runs=1)) is Decision.DUE
+    assert d(row("failed", failed_runs=2)) is Decision.DUE
+    assert d(row("failed", failed_runs=3)) is Decision.SKIP  # three runs in a row: wait for --retry-failed
+    assert d(row("failed", failed_runs=3), retry_failed=True) is Decision.DUE
+    assert d(row("failed", failed_runs=1), retry_runs=1) is Decision.SKIP
+    assert d(row("failed", failed_runs=0)) is Decision.SKIP  # refused by the API: waits for a change
+    assert d(row("invalid")) is Decision.SKIP
+
+
 def test_an_image_without_a_mask_stays_skipped_until_one_appears(outputs: OutputIndex) -> None:
     lonely = Pair("a.jpg", "/in/a.jpg", None, "a", SIG, None)
     no_mask_row = row("no_mask", mask_size=None, mask_mtime_ns=None)

@@ -23,6 +23,7 @@ from ..errors import (
     ServerError,
     TlsUnverified,
     TransportError,
+    Unreachable,
 )
 from ..retrying import parse_retry_after
 from .base import InpaintRequest, InpaintResult, clipdrop_shaping
@@ -78,6 +79,8 @@ class ClipdropEngine:
                 response = await self._client.post(self._url, files=files, data=self._form)
         except TimeoutError:
             raise TransportError(f"no complete answer within the {self._deadline:g} s deadline") from None
+        except httpx.ConnectTimeout:
+            raise Unreachable("could not connect to the API: timed out") from None
         except httpx.TimeoutException as exc:
             raise TransportError(f"timed out ({type(exc).__name__})") from None
         except httpx.ConnectError as exc:
@@ -86,7 +89,7 @@ class ClipdropEngine:
                     f"the API's TLS certificate could not be verified ({_certificate_failure(exc)}); "
                     "give the right CA bundle with --ca-bundle"
                 ) from None
-            raise TransportError(f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
+            raise Unreachable(f"could not connect to the API ({self._scrub(str(exc)) or type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise TransportError(f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .pace import Slowdown
+
 
 class Limiter(Protocol):
     async def acquire(self) -> None:
@@ -12,8 +14,16 @@ class Limiter(Protocol):
 
         Cancelling the wait gives the slot up; a run that stops cancels its waiting senders."""
 
-    async def pause(self, seconds: float) -> None:
-        """After a 429: hold every sender back for ``seconds`` from now (a longer pause wins)."""
+    async def rate_limited(self, retry_after: float | None, sent_at: float) -> Slowdown | None:
+        """A 429 for the request sent at ``sent_at`` (event-loop time): hold every sender back, and
+        lower the pace if the server's limit looks lower than the rate (`pace.Pace`)."""
+
+    def succeeded(self) -> None:
+        """A request went through: the next 429 starts a new streak."""
+
+    @property
+    def per_minute(self) -> float | None:
+        """The pace now, requests a minute; None for a limiter that does not pace."""
 
     async def aclose(self) -> None:
         """Release what the limiter holds (connections, files); it is not used afterwards."""
@@ -25,7 +35,14 @@ class Unlimited:
     async def acquire(self) -> None:
         return None
 
-    async def pause(self, seconds: float) -> None:
+    async def rate_limited(self, retry_after: float | None, sent_at: float) -> Slowdown | None:
+        return None
+
+    def succeeded(self) -> None:
+        return None
+
+    @property
+    def per_minute(self) -> float | None:
         return None
 
     async def aclose(self) -> None:

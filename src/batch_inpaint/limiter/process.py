@@ -1,4 +1,5 @@
-"""Pacing one process: send slots on an evenly spaced grid, and a pause that holds every sender after a 429.
+"""Pacing one process: send slots on an evenly spaced grid at the pace `pace.Pace` allows, and a pause
+that holds every sender after a 429.
 
 The provider does not say whether its per-minute window is fixed, sliding or a bucket. At most one
 request per interval, with a small headroom, keeps every 60-second window at or under the limit under
@@ -17,20 +18,31 @@ import math
 
 import anyio
 
+from .pace import Pace, Slowdown
+
 #: Fraction of the interval added as headroom, so clock jitter between us and the server never puts
 #: limit+1 requests into one of its windows.
 DEFAULT_HEADROOM = 0.01
 
 
 class ProcessLimiter:
-    """``per_minute`` requests a minute, evenly spaced, for the senders of this process (event-loop time)."""
+    """``per_minute`` requests a minute at most, evenly spaced, for the senders of this process
+    (event-loop time); less while the server's limit looks lower. ``window`` is the server's counting
+    window (a minute; tests shorten it with the emulator's)."""
 
-    def __init__(self, per_minute: float, *, headroom: float = DEFAULT_HEADROOM) -> None:
-        if not 0 < per_minute < math.inf:
-            raise ValueError("rate must be a positive number of requests per minute")
-        self.interval = 60.0 / per_minute * (1.0 + headroom)
+    def __init__(self, per_minute: float, *, headroom: float = DEFAULT_HEADROOM, window: float = 60.0) -> None:
+        self.pace = Pace(per_minute, window=window)
+        self.headroom = headroom
         self._next_slot = -math.inf
         self._paused_until = -math.inf
+
+    @property
+    def interval(self) -> float:
+        return 60.0 / self.pace.per_minute(anyio.current_time()) * (1.0 + self.headroom)
+
+    @property
+    def per_minute(self) -> float:
+        return self.pace.per_minute(anyio.current_time())
 
     @property
     def paused_until(self) -> float:
@@ -40,19 +52,30 @@ class ProcessLimiter:
         while True:
             now = anyio.current_time()
             slot = max(now, self._next_slot, self._paused_until)
-            self._next_slot = slot + self.interval  # claimed before any await: slots go in call order
+            interval = self.interval
+            self._next_slot = slot + interval  # claimed before any await: slots go in call order
             try:
                 await anyio.sleep(slot - now)
             except BaseException:
-                if self._next_slot == slot + self.interval:  # the last slot claimed: the next caller takes it
+                if self._next_slot == slot + interval:  # the last slot claimed: the next caller takes it
                     self._next_slot = slot
                 raise
             if slot >= self._paused_until:
+                self.pace.sent(anyio.current_time())
                 return
             # A pause began while this caller waited: its slot falls inside the pause, so it claims another.
 
     async def pause(self, seconds: float) -> None:
+        """Hold every sender back for ``seconds`` from now (a longer pause wins)."""
         self._paused_until = max(self._paused_until, anyio.current_time() + max(0.0, seconds))
+
+    async def rate_limited(self, retry_after: float | None, sent_at: float) -> Slowdown:
+        slowdown = self.pace.rejected(anyio.current_time(), sent_at, retry_after)
+        await self.pause(slowdown.pause)
+        return slowdown
+
+    def succeeded(self) -> None:
+        self.pace.succeeded()
 
     async def aclose(self) -> None:
         return None

@@ -31,6 +31,8 @@ class ItemRow(NamedTuple):
     settings_hash: str | None
     output_path: str | None
     output_size: int | None
+    #: Runs in a row that gave this item up on transient errors (0 when it failed for its own reasons).
+    failed_runs: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,9 @@ class Store(Protocol):
     async def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None: ...
 
     async def record_failure(self, key: str, *, status: Problem, error: str, error_status: int | None,
-                             settings_hash: str) -> None: ...
+                             settings_hash: str, transient: bool = False) -> None:
+        """``transient``: it ran out of attempts on errors that may pass (5xx, timeouts), so a later run
+        tries it again; `ItemRow.failed_runs` counts such runs in a row."""
 
     async def release(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
         """Back to pending: never sent, or the run stopped. With ``error``, say why."""

@@ -18,7 +18,7 @@ _EMPTY: dict[str, Any] = {
     "image_hash": None, "mask_size": None, "mask_mtime_ns": None, "mask_hash": None, "settings_hash": None,
     "content_key": None, "attempts": 0, "sends": 0, "possibly_charged": 0, "error_status": None, "error": None,
     "fixes": (), "warnings": (), "output_path": None, "output_hash": None, "output_size": None, "credits": None,
-    "remaining_credits": None, "started_at": None, "finished_at": None, "seconds": None, "run_id": None,
+    "remaining_credits": None, "started_at": None, "finished_at": None, "seconds": None, "run_id": None, "failed_runs": 0,
 }
 
 
@@ -74,6 +74,7 @@ class MemoryStore:
     async def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
                           remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None) -> None:
         self.rows[key].update(status="done", error=None, error_status=None, credits=str(credits), run_id=run_id,
+                              failed_runs=0,
                               remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
                               finished_at=time.time(), **_output(output),
                               **(_fingerprint(fingerprint) if fingerprint is not None else {}))
@@ -83,9 +84,10 @@ class MemoryStore:
                               **_fingerprint(fingerprint), **(_output(output) if output is not None else {}))
 
     async def record_failure(self, key: str, *, status: Problem, error: str, error_status: int | None,
-                             settings_hash: str) -> None:
-        self.rows[key].update(status=status, error=error, error_status=error_status, settings_hash=settings_hash,
-                              finished_at=time.time())
+                             settings_hash: str, transient: bool = False) -> None:
+        row = self.rows[key]
+        row.update(status=status, error=error, error_status=error_status, settings_hash=settings_hash,
+                   finished_at=time.time(), failed_runs=row["failed_runs"] + 1 if transient else 0)
 
     async def release(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
         self.rows[key]["status"] = "pending"

@@ -1,6 +1,6 @@
 """The SQLite manifest's schema, versioned with ``PRAGMA user_version``: one entry per version."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 migrations: dict[int, str] = {
     1: """
@@ -27,5 +27,8 @@ migrations: dict[int, str] = {
         settings TEXT, counts TEXT, credits_used TEXT, remaining_credits TEXT,
         requests INTEGER, possibly_charged_twice INTEGER, exit_code INTEGER
     );
+    """,
+    2: """
+    ALTER TABLE items ADD COLUMN failed_runs INTEGER NOT NULL DEFAULT 0;
     """,
 }

@@ -190,7 +190,7 @@ class SqliteStore:
                     remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None) -> None:
         fields = _fingerprint(fingerprint) if fingerprint is not None else {}
         with self.atomic() as db:
-            _set(db, key, status="done", error=None, error_status=None, credits=str(credits), run_id=run_id,
+            _set(db, key, status="done", error=None, error_status=None, credits=str(credits), run_id=run_id, failed_runs=0,
                  remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
                  finished_at=time.time(), **_output(output), **fields)
 
@@ -202,10 +202,12 @@ class SqliteStore:
 
     @_in_thread
     def record_failure(self, key: str, *, status: Problem, error: str, error_status: int | None,
-                       settings_hash: str) -> None:
+                       settings_hash: str, transient: bool = False) -> None:
         with self.atomic() as db:
             _set(db, key, status=status, error=error, error_status=error_status, settings_hash=settings_hash,
                  finished_at=time.time())
+            db.execute("UPDATE items SET failed_runs=CASE WHEN ? THEN failed_runs+1 ELSE 0 END WHERE key=?",
+                       (transient, key))
 
     @_in_thread
     def release(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:

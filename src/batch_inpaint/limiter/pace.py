@@ -1,0 +1,115 @@
+"""The pace a key's limit really allows, learned from 429s: multiplicative decrease, additive increase.
+
+`--rate` is what the user believes the limit is. The server's may be lower (an older page said 50 a
+minute), may count rejected requests, and may send a short Retry-After or none. Waiting the Retry-After
+and sending at full pace again fills a window that counts rejects faster than it drains: measured
+against the emulator, 531 429s for 56 pictures. So after a 429:
+
+* **the pace drops** to what the server just let through: our own sends in the last window, less a
+  margin, and at least by `DECREASE`, at most by half (two runs sharing a key each see about half the
+  window, and so settle at about half the limit each);
+* **every sender pauses** until that many of our own sends have left the window, however short the
+  Retry-After; a longer Retry-After wins, and 429s in a row double the pause, up to a whole window;
+* after a **quiet window** the pace climbs back toward `--rate` by a fixed step per window.
+
+One 429 episode lowers the pace once: the answers to requests that were already on their way when the
+pace dropped say nothing new. Pure, on whatever clock the caller passes, so it is tested on a fake one.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+
+#: At least this factor on each decrease, even when our own sends suggest the limit is higher.
+DECREASE = 0.95
+#: At most this factor on one decrease: a 429 right after a start (another run's window still full)
+#: says little about the limit, and the climb back is slow.
+DEEPEST = 0.25
+#: Below what the server let through in a window, so the window drains while we send.
+MARGIN = 0.03
+#: The climb back, per quiet window, as a fraction of the pace the last decrease settled on.
+INCREASE = 0.025
+#: Added to a pause that drains the window: the server stamps our requests a little later than we do.
+SLACK = 0.02
+#: The quiet stretch after a 429 before the climb starts, as a fraction of the window.
+QUIET = 1.0
+#: Never below one request a minute: a key that is refused everything still gets asked now and then.
+FLOOR = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Slowdown:
+    """What a 429 changed: the pace now, whether this 429 lowered it, and the pause every sender takes."""
+
+    per_minute: float
+    lowered: bool
+    pause: float
+
+
+class Pace:
+    def __init__(self, ceiling: float, *, window: float = 60.0) -> None:
+        if not 0 < ceiling < math.inf:
+            raise ValueError("rate must be a positive number of requests per minute")
+        self.ceiling = ceiling
+        self.window = window
+        self._settled = ceiling  #: the pace the last decrease chose
+        self._lowered_at = -math.inf
+        self._step = 0.0
+        self._sent: collections.deque[float] = collections.deque()
+        self._streak = 0
+        self._streak_pause = 0.0
+
+    def per_minute(self, now: float) -> float:
+        """The pace now: the settled one, climbing by a step for each quiet window since the last 429."""
+        if self._settled >= self.ceiling:
+            return self.ceiling
+        quiet = now - self._lowered_at - self.window * QUIET
+        if quiet <= 0:
+            return self._settled
+        return min(self.ceiling, self._settled + self._step * quiet / self.window)
+
+    @property
+    def limited(self) -> bool:
+        """The server refused us at some point: we pace below --rate, or have climbed back to it."""
+        return self._lowered_at > -math.inf
+
+    def sent(self, now: float) -> None:
+        """A request went out (a send slot was used) at ``now``."""
+        self._sent.append(now)
+        self._forget(now)
+
+    def succeeded(self) -> None:
+        self._streak = 0
+
+    def rejected(self, now: float, sent_at: float, retry_after: float | None) -> Slowdown:
+        """A 429 arrived at ``now`` for the request sent at ``sent_at``."""
+        self._forget(now)
+        if sent_at < self._lowered_at:  # on its way before the last decrease: nothing new
+            return Slowdown(self.per_minute(now), False, max(0.0, retry_after or 0.0))
+        pace = self.per_minute(now)
+        in_window = len(self._sent)
+        let_through = in_window * 60.0 / self.window * (1.0 - MARGIN)
+        self._settled = max(FLOOR, pace * DEEPEST, min(pace * DECREASE, let_through))
+        self._step = max(1.0, self._settled * INCREASE)
+        self._lowered_at = now
+        self._streak += 1
+        pause = max(retry_after or 0.0, self._drain(now), 60.0 / self._settled)
+        if self._streak > 1:
+            pause = max(pause, self._streak_pause * 2)
+        self._streak_pause = pause = min(pause, self.window)
+        return Slowdown(self._settled, True, pause)
+
+    def _drain(self, now: float) -> float:
+        """Seconds until fewer of our sends than the new pace allows (less the margin) remain in the window."""
+        allowed = math.floor(self._settled * (1.0 - MARGIN) * self.window / 60.0)
+        excess = len(self._sent) - allowed  # this many must leave, and one more for the next send
+        if excess < 0:
+            return 0.0
+        leaves = self._sent[min(excess, len(self._sent) - 1)] + self.window * (1.0 + SLACK)
+        return max(0.0, leaves - now)
+
+    def _forget(self, now: float) -> None:
+        while self._sent and self._sent[0] <= now - self.window:
+            self._sent.popleft()
