@@ -16,7 +16,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import compose
 from .control import RunControl
 from .credits import CreditBudget
-from .dedupe import Dedupe
 from .engines.base import Engine
 from .errors import DiskUnwritable, InvalidInput, ItemError, ManifestError, OutputError, Retryable, RunStopped
 from .inflight import ByteBudget, footprint
@@ -25,11 +24,13 @@ from .limiter import Limiter
 from .output import DISK_ERRNOS, OutputWriter
 from .preflight import Prepared
 from .recording import Recorder
+from .reuse import Reuse
+from .answers import Answers
 from .retrying import RetryPolicy
 from .sending import NotSent, Sender
 from .settings import Settings, settings_hash
 from .stats import RunStats
-from .store import RunEnd, Store
+from .store import ANSWER_KEPT, RunEnd, Store
 from .triage import Triage
 
 #: Items sent between two full passes of the cyclic garbage collector (see `Batch._collect_garbage`).
@@ -54,9 +55,10 @@ class Batch:
         self.stats = RunStats()
         self.settings_hash = settings_hash(settings, engine.shaping)
         self._cpu = cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
-        self.recorder = Recorder(store, self.stats, self.settings_hash)
+        self.recorder = Recorder(store, self.stats, self.settings_hash, engine)
         self.writer = OutputWriter(settings.out_dir, settings.output_format)
-        self.dedupe = Dedupe(store, self.writer, self.recorder, force=settings.force)
+        self.answers = Answers(settings.out_dir, settings.output_format, keep=settings.keep_answers)
+        self.reuse = Reuse(store, self.writer, self.recorder, self.answers, self._finish, force=settings.force)
         self.intake = Intake(settings, Triage(store, settings, self.settings_hash, record=True, cpu=cpu),
                              self.recorder, self.writer, self.stats, cpu, self._finish)
         self.sender = Sender(engine, limiter, policy or RetryPolicy.from_settings(settings), self.control,
@@ -96,6 +98,7 @@ class Batch:
 
     async def _record_end(self) -> None:
         s = self.stats
+        s.answers_kept, s.answers_kept_bytes = self.answers.kept, self.answers.kept_bytes
         try:
             await self.store.end_run(self.recorder.run_id, RunEnd(
                 s.counts(), s.credits_used, s.remaining_credits, s.requests, s.resent_after_crash, self.exit_code))
@@ -119,8 +122,8 @@ class Batch:
                         prepared = await ready.receive()
                     except anyio.EndOfStream:
                         return
-                    # A pair identical to one already done is a copy: no send slot, no credit.
-                    if self.control.stopping or await self.dedupe.copy_done(prepared):
+                    # An answer to this very request was paid for already: no send slot, no credit.
+                    if self.control.stopping or await self.reuse.reuse(prepared):
                         continue
                     cost = footprint(prepared)
                     await self._bytes.acquire(cost)
@@ -135,14 +138,17 @@ class Batch:
 
     async def _process(self, prepared: Prepared) -> None:
         key = prepared.pair.key
-        async with self.dedupe.turn(prepared) as send:
+        async with self.reuse.turn(prepared) as send:
             if not send:
                 return
             started = time.time()
             try:
                 data, result = await self.sender.send(prepared)
                 output = await self.writer.write(prepared.pair, data)
-                await self.recorder.done(prepared, output, result, time.time() - started)
+                answer = self.answers.where(prepared)
+                if answer == ANSWER_KEPT:
+                    await self.answers.keep(self.recorder.request_hash(prepared), result.png)
+                await self.recorder.done(prepared, output, result, time.time() - started, answer)
             except NotSent:
                 await self.recorder.pending(key)
             except RunStopped as exc:

@@ -55,7 +55,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("manifest and credits")
     g.add_argument("--manifest", type=Path, help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3)")
     g.add_argument("--retry-failed", action="store_const", const=True, help="send items that failed before again")
-    g.add_argument("--force", action="store_const", const=True, help="redo every item")
+    g.add_argument("--adopt-existing", action="store_const", const=True,
+                   help="take every output already in OUT as done, not only those newer than their image and mask")
+    g.add_argument("--force", action="store_const", const=True, help="redo every item, paying again (outputs already there too)")
     g.add_argument("--max-credits", type=float, help="spend at most this many credits in this run")
     g = p.add_argument_group("preflight and output")
     g.add_argument("--threshold", dest="mask_threshold", type=int, help="mask grey level counted as white (default 128)")
@@ -65,6 +67,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--copy-empty", action="store_const", const=True, help="copy the original when its mask is empty")
     g.add_argument("--output-format", choices=OUTPUT_FORMATS, help="output format (default png)")
     g.add_argument("--quality", type=int, help="JPEG/WebP quality (default 92)")
+    g.add_argument("--no-keep-answers", dest="keep_answers", action="store_const", const=False,
+                   help="do not keep the API's answers beside JPEG/WebP outputs (a later format change then "
+                        "costs a credit a picture)")
     g.add_argument("--dry-run", action="store_const", const=True, help="plan only: walk and preflight, no request")
     g.add_argument("--progress", choices=PROGRESS_MODES, help="progress display (default auto)")
 
@@ -72,9 +77,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
                   "follow_symlinks", "include", "exclude", "engine", "api_url", "api_key_file", "ca_bundle", "rate",
                   "rate_window", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
-                  "outage_seconds", "manifest", "retry_failed", "force",
+                  "outage_seconds", "manifest", "retry_failed", "force", "adopt_existing",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
-                  "output_format", "quality", "dry_run", "progress")
+                  "output_format", "quality", "keep_answers", "dry_run", "progress")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -145,6 +145,19 @@ def add_png_metadata(png: bytes, *, icc: bytes | None, exif: bytes | None) -> by
     return png[:ihdr_end] + extra + png[ihdr_end:]
 
 
+def strip_png_metadata(png: bytes) -> bytes:
+    """The PNG less the iCCP and eXIf chunks `add_png_metadata` put in: the answer an output was made of."""
+    parts = [png[:8]]
+    at = 8
+    while at + 12 <= len(png):
+        (length,) = struct.unpack(">I", png[at:at + 4])
+        end = at + 12 + length
+        if png[at + 4:at + 8] not in (b"iCCP", b"eXIf"):
+            parts.append(png[at:end])
+        at = end
+    return b"".join(parts)
+
+
 def exif_without_orientation(im: Image.Image) -> bytes | None:
     """The picture's EXIF to keep on the output, less the orientation (the pixels are upright already).
 

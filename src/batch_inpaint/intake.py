@@ -53,7 +53,10 @@ class Intake:
                               f"its files are used as masks only, not as pictures to clean")
         async with due:
             async for chunk in walked_chunks(self.settings):
-                for pair in self._count(await self.triage.sort(chunk)):
+                sorted_ = await self.triage.sort(chunk)
+                for adoption in sorted_.adopted:
+                    await self.recorder.adopted(adoption)
+                for pair in self._count(sorted_):
                     await due.send(pair)
         self.stats.walk_finished = True
 

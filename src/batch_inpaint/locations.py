@@ -19,3 +19,8 @@ def manifest_path(out_dir: Path, override: Path | None = None) -> Path:
 
 def lock_path(out_dir: Path) -> Path:
     return tool_dir(out_dir) / "run.lock"
+
+
+def answers_dir(out_dir: Path) -> Path:
+    """Answers paid for, kept so a change of output format needs no request (`answers`)."""
+    return tool_dir(out_dir) / "answers"

@@ -12,7 +12,9 @@ from .errors import InvalidInput
 from .pairing import Pair
 from .preflight import PreflightOptions, prepare
 from .roles import masks_inside_input
-from .runner import check_inputs, engine_shaping
+from .answers import Answers
+from .engines.base import request_hash
+from .runner import check_inputs, engine_endpoint, engine_shaping
 from .settings import Settings, settings_hash
 from .store import MemoryStore, SqliteStore, Store
 from .triage import Triage, walked_chunks
@@ -23,43 +25,64 @@ class Plan:
     outcome: Counter[str] = field(default_factory=Counter)
     reasons: list[tuple[str, str, str]] = field(default_factory=list)
     orphans: int = 0
+    #: The distinct requests the run would pay for: identical pairs share one.
+    requests: set[str] = field(default_factory=set)
 
     @property
     def credits(self) -> int:
-        return self.outcome["ready"] + self.outcome["fix"]
+        return len(self.requests)
 
 
-def _check(pair: Pair, options: PreflightOptions) -> tuple[str, str]:
+def _check(pair: Pair, options: PreflightOptions) -> tuple[str, str, str]:
+    """(kind, why, the payload's hash) for one due pair, in a worker thread."""
     try:
         prepared = prepare(pair, options)
     except InvalidInput as exc:
-        return "invalid", str(exc)
+        return "invalid", str(exc), ""
     except Exception as exc:
-        return "invalid", f"could not be prepared ({type(exc).__name__})"
+        return "invalid", f"could not be prepared ({type(exc).__name__})", ""
     if prepared.empty_mask:
-        return "empty_mask", ""
-    return ("fix", "; ".join(prepared.fixes)) if prepared.fixes else ("ready", "")
+        return "empty_mask", "", ""
+    if prepared.fixes:
+        return "fix", "; ".join(prepared.fixes), prepared.payload_hash
+    return "ready", "", prepared.payload_hash
 
 
 async def plan(settings: Settings) -> Plan:
     """Reads the manifest, if there is one, and writes nothing."""
     check_inputs(settings)
+    assert settings.out_dir is not None
     path = settings.manifest_path
     store: Store = SqliteStore(path, create=False) if path.is_file() else MemoryStore()
-    triage = Triage(store, settings, settings_hash(settings, engine_shaping(settings)), record=False)
+    shaping, endpoint = engine_shaping(settings), engine_endpoint(settings)
+    triage = Triage(store, settings, settings_hash(settings, shaping), record=False)
     options = PreflightOptions.from_settings(settings)
+    answers = Answers(settings.out_dir, settings.output_format, keep=settings.keep_answers)
     result = Plan()
     cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
+
+    async def paid_already(payload: str) -> str | None:
+        """The request, or None if an answer to it was paid for already and can be read again."""
+        request = request_hash(payload, shaping, endpoint)
+        source = None if settings.force else await store.find_answer(request, None)
+        return request if source is None or await answers.read(source) is None else None
 
     try:
         async for chunk in walked_chunks(settings):
             sorted_ = await triage.sort(chunk)
             result.orphans += len(sorted_.orphans)
             result.outcome["already done or kept"] += sum(sorted_.skipped.values())
+            result.outcome["adopt"] += len(sorted_.adopted)
             result.outcome["no_mask"] += len(sorted_.no_mask)
-            checked = [("invalid", pair.key, why) for pair, why in sorted_.invalid]
+            checked = [("invalid", pair.key, why, "") for pair, why in sorted_.invalid]
             checked += await _check_all(sorted_.due, options, cpu)
-            for kind, key, why in checked:
+            for kind, key, why, payload in checked:
+                if payload:
+                    request = await paid_already(payload)
+                    if request is None:
+                        kind, why = "reuse", ""
+                    else:
+                        result.requests.add(request)
                 result.outcome[kind] += 1
                 if why:
                     result.reasons.append((kind, key, why))
@@ -68,13 +91,14 @@ async def plan(settings: Settings) -> Plan:
     return result
 
 
-async def _check_all(pairs: list[Pair], options: PreflightOptions, cpu: anyio.CapacityLimiter) -> list[tuple[str, str, str]]:
+async def _check_all(pairs: list[Pair], options: PreflightOptions,
+                     cpu: anyio.CapacityLimiter) -> list[tuple[str, str, str, str]]:
     """Preflight a chunk's due pairs on every core; the answers in the walk's order."""
-    found: list[tuple[str, str, str]] = [("", "", "")] * len(pairs)
+    found: list[tuple[str, str, str, str]] = [("", "", "", "")] * len(pairs)
 
     async def check(i: int, pair: Pair) -> None:
-        kind, why = await anyio.to_thread.run_sync(_check, pair, options, limiter=cpu)
-        found[i] = (kind, pair.key, why)
+        kind, why, payload = await anyio.to_thread.run_sync(_check, pair, options, limiter=cpu)
+        found[i] = (kind, pair.key, why, payload)
 
     async with anyio.create_task_group() as tg:
         for i, pair in enumerate(pairs):
@@ -95,8 +119,10 @@ def print_plan(settings: Settings) -> int:
     print(f"without a mask: {outcome['no_mask']}; empty masks (nothing to remove): {outcome['empty_mask']}")
     print(f"masks without an image: {result.orphans}")
     print(f"already done (skipped): {outcome['already done or kept']}")
+    print(f"made again from answers already paid for (no request): {outcome['reuse']}")
+    print(f"outputs already there, taken as done (no request; --force redoes them): {outcome['adopt']}")
     if settings.engine == "clipdrop":
-        print(f"credits needed: {result.credits} (at most; identical pairs are sent once)")
+        print(f"credits needed: {result.credits} (identical pairs are sent once)")
         print(f"time at {settings.rate:g}/min: about {result.credits / settings.rate:.1f} min")
     for kind, key, why in result.reasons:
         print(f"  {kind}: {key}: {why}")

@@ -14,10 +14,10 @@ from .stats import RunStats
 def _line(stats: RunStats) -> str:
     elapsed = max(1e-6, time.monotonic() - stats.started)
     per_min = stats.requests / elapsed * 60
-    total = f"/{stats.seen - stats.already_done - stats.kept_failed - stats.kept_gave_up}" if stats.walk_finished else ""
+    total = f"/{stats.seen - stats.already_done - stats.adopted - stats.kept_failed - stats.kept_gave_up}" if stats.walk_finished else ""
     credits = f", credits left {stats.remaining_credits}" if stats.remaining_credits is not None else ""
-    return (f"{stats.done + stats.copied}{total} done, {stats.failed + stats.invalid} failed, "
-            f"{stats.already_done} already done, {stats.requests} requests ({per_min:.1f}/min){credits}"
+    return (f"{stats.done + stats.copied + stats.reencoded}{total} done, {stats.failed + stats.invalid} failed, "
+            f"{stats.already_done + stats.adopted} already done, {stats.requests} requests ({per_min:.1f}/min){credits}"
             f"{_limited(stats)}")
 
 

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .engines.base import InpaintResult
+from .engines.base import Engine, InpaintResult, request_hash
 from .errors import BatchInpaintError, RateLimited, maybe_charged
 from .preflight import Prepared
 from .stats import RunStats
-from .store import Fingerprint, OutputRecord, Store
+from .triage import Adoption
+from .store import AnswerSource, Fingerprint, OutputRecord, Store
 from .store.base import Problem
 
 
 class Recorder:
-    def __init__(self, store: Store, stats: RunStats, settings_hash: str) -> None:
+    def __init__(self, store: Store, stats: RunStats, settings_hash: str, engine: Engine) -> None:
         self.store = store
         self.stats = stats
         self.settings_hash = settings_hash
         self.run_id = 0
+        self._shaping, self._endpoint = dict(engine.shaping), engine.endpoint
+
+    def request_hash(self, prepared: Prepared) -> str:
+        return request_hash(prepared.payload_hash, self._shaping, self._endpoint)
 
     def fingerprint(self, prepared: Prepared) -> Fingerprint:
         return Fingerprint(prepared.image_hash, prepared.mask_hash, self.settings_hash, prepared.content_key,
-                           tuple(prepared.fixes), tuple(prepared.warnings))
+                           tuple(prepared.fixes), tuple(prepared.warnings), self.request_hash(prepared))
 
     async def in_flight(self, prepared: Prepared, first: bool) -> None:
         """Before each request goes out."""
@@ -41,18 +46,33 @@ class Recorder:
             await self.store.note_attempt_failure(key, error_status=getattr(exc, "status", None), error=str(exc),
                                                   possibly_charged=charged)
 
-    async def done(self, prepared: Prepared, output: OutputRecord, result: InpaintResult, seconds: float) -> None:
+    async def done(self, prepared: Prepared, output: OutputRecord, result: InpaintResult, seconds: float,
+                   answer: str | None) -> None:
         await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=result.credits_consumed,
-                                     remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None)
+                                     remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None,
+                                     answer=answer)
         self.stats.done += 1
 
-    async def copied(self, prepared: Prepared, output: OutputRecord, source: str) -> None:
-        """An identical pair's result was copied: nothing paid."""
-        await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=Decimal(0),
-                                     remaining=None, seconds=None, fingerprint=self.fingerprint(prepared))
-        self.stats.copied += 1
-        if source != output.path:
-            self.stats.note(prepared.pair.key, f"identical to an earlier pair; result copied from {source}")
+    async def reused(self, prepared: Prepared, output: OutputRecord, source: AnswerSource, answer: str | None) -> None:
+        """The output was made from an answer already paid for: nothing paid."""
+        key = prepared.pair.key
+        await self.store.record_done(key, self.run_id, output=output, credits=Decimal(0), remaining=None,
+                                     seconds=None, fingerprint=self.fingerprint(prepared), answer=answer)
+        if source.key == key:
+            self.stats.reencoded += 1
+        else:
+            self.stats.copied += 1
+            self.stats.note(key, f"identical to {source.key}: made from its answer, nothing paid")
+
+    async def adopted(self, adoption: Adoption) -> None:
+        """An output already there, with no result on record: done, nothing paid."""
+        assert adoption.output is not None and adoption.image_hash is not None
+        mask_hash = adoption.mask_hash or ""
+        fingerprint = Fingerprint(adoption.image_hash, mask_hash, self.settings_hash,
+                                  f"{adoption.image_hash}:{mask_hash}")
+        await self.store.record_done(adoption.pair.key, self.run_id, output=adoption.output, credits=Decimal(0),
+                                     remaining=None, seconds=None, fingerprint=fingerprint)
+        self.stats.adopted += 1
 
     async def empty_mask(self, prepared: Prepared, output: OutputRecord | None) -> None:
         await self.store.record_empty_mask(prepared.pair.key, self.fingerprint(prepared), output)

@@ -14,7 +14,9 @@ EXPORT_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
 
 
 def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
-    counts = [(stats.done, "done"), (stats.copied, "copied from identical pairs"),
+    counts = [(stats.done, "done"), (stats.copied, "made from an identical pair's answer"),
+              (stats.reencoded, "made again from answers already paid for"),
+              (stats.adopted, "already in the output folder, taken as done (--force redoes them)"),
               (stats.already_done, "already done"), (stats.failed, "failed"), (stats.invalid, "invalid"),
               (stats.kept_failed, "failed before (retried when their image or mask changes)"),
               (stats.kept_gave_up, "failed on server or network errors in several runs in a row "
@@ -29,6 +31,9 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
         + (f", possibly charged twice {stats.possibly_charged}" if stats.possibly_charged else ""),
     ]
     lines.extend(f"note: {text}" for text in stats.notices[stats.notices_shown:])
+    if stats.answers_kept:
+        lines.append(f"answers kept for a later change of output format: {stats.answers_kept} "
+                     f"({stats.answers_kept_bytes / 1e6:.1f} MB; --no-keep-answers to skip)")
     if stats.fixes:
         lines.append("fixed before upload: " + ", ".join(f"{k} ({v})" for k, v in sorted(stats.fixes.items())))
     for key, status, reason in stats.problems:

@@ -77,6 +77,11 @@ def engine_shaping(settings: Settings) -> dict[str, Any]:
     return clipdrop_shaping(settings.mode)
 
 
+def engine_endpoint(settings: Settings) -> str:
+    """Where the engine `build_engine` would build sends its requests (`Engine.endpoint`)."""
+    return "local" if settings.engine == "local" else settings.api_url
+
+
 def build_limiter(settings: Settings) -> Limiter:
     """The local engine has no rate limit; anything else is paced at ``settings.rate`` in this process."""
     return Unlimited() if settings.engine == "local" else ProcessLimiter(settings.rate, window=settings.rate_window)

@@ -59,7 +59,9 @@ class Sender:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return 0.0 if isinstance(exc, RateLimited) else self.policy.backoff(state.attempt_number - rate_limited)
+            if isinstance(exc, RateLimited):  # the limiter holds everyone back when 429s go on
+                return exc.retry_after or 0.0
+            return self.policy.backoff(state.attempt_number - rate_limited)
 
         retrying = AsyncRetrying(retry=retry_if_exception(is_retryable), stop=stop, wait=wait, sleep=anyio.sleep,
                                  reraise=True)

@@ -63,6 +63,8 @@ class Settings:
     manifest: Path | None = None
     retry_failed: bool = False
     force: bool = False
+    #: Take every output already there as done, however old (by default only those newer than their inputs).
+    adopt_existing: bool = False
     max_credits: float | None = None
     grace_seconds: float = 10.0
     inflight_mb: int = 400
@@ -72,6 +74,8 @@ class Settings:
     oversize: str = "downscale"
     copy_empty: bool = False
     output_format: str = "png"
+    #: Keep the answers of lossy outputs, so a later format change costs no credit (`answers`).
+    keep_answers: bool = True
     quality: int = 92
     dry_run: bool = False
     progress: str = "auto"

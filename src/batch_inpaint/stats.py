@@ -18,7 +18,11 @@ class RunStats:
     due: int = 0
     already_done: int = 0
     done: int = 0
-    copied: int = 0
+    copied: int = 0  #: made from an identical pair's answer
+    adopted: int = 0  #: outputs already there with no result on record, taken as done
+    reencoded: int = 0  #: made again from the item's own answer (new output settings): nothing paid
+    answers_kept: int = 0
+    answers_kept_bytes: int = 0
     failed: int = 0
     invalid: int = 0
     kept_failed: int = 0  #: failed or invalid before, waiting for a change to their files
@@ -72,7 +76,7 @@ class RunStats:
 
     @property
     def finished(self) -> int:
-        return self.done + self.copied + self.failed + self.invalid + self.no_mask + self.empty_mask
+        return self.done + self.copied + self.reencoded + self.failed + self.invalid + self.no_mask + self.empty_mask
 
     @property
     def unfinished_items(self) -> int:
@@ -80,7 +84,7 @@ class RunStats:
         return self.failed + self.invalid + self.kept_failed + self.kept_gave_up
 
     def counts(self) -> dict[str, int]:
-        names = ("seen", "already_done", "done", "copied", "failed", "invalid", "kept_failed", "kept_gave_up", "no_mask",
+        names = ("seen", "already_done", "done", "copied", "reencoded", "adopted", "failed", "invalid", "kept_failed", "kept_gave_up", "no_mask",
                  "empty_mask", "orphan_masks", "requests", "retries", "rate_limited", "possibly_charged",
                  "resent_after_crash")
         return {name: int(getattr(self, name)) for name in names}

@@ -17,7 +17,7 @@ import anyio
 from .pairing import FileSig, OrphanMask, Pair, pairs_for
 from .preflight import digest
 from .settings import Settings
-from .store import ItemRow, SeenItem, Store
+from .store import ItemRow, OutputRecord, SeenItem, Store
 
 T = TypeVar("T")
 WALK_CHUNK = 500
@@ -30,6 +30,8 @@ class Decision(enum.Enum):
     SKIP = "skip"
     #: Size or mtime moved but the content may be the same: compare hashes before deciding.
     CHECK_HASH = "check_hash"
+    #: No result on record, but its output is there (`adoptable`): record it as done, send nothing.
+    ADOPT = "adopt"
 
 
 class OutputIndex:
@@ -83,11 +85,54 @@ def decide(pair: Pair, row: ItemRow | None, *, settings_hash: str, outputs: Outp
     return Decision.DUE
 
 
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """An output already there for an item with no result on record: taken as done, never paid for.
+    The hashes are None when only a plan is made (nothing is read then)."""
+
+    pair: Pair
+    output: OutputRecord | None
+    image_hash: str | None
+    mask_hash: str | None
+
+
+def adoptable(pair: Pair, row: ItemRow | None, outputs: OutputIndex, fmt: str, *, always: bool) -> bool:
+    """The item has no result on record, and its output exists: newer than its image and mask (made
+    from them, by a run whose record was lost or by another tool), or at all with ``always``."""
+    if pair.problem is not None or pair.mask is None or pair.image_sig is None or pair.mask_sig is None:
+        return False
+    if row is not None and (row.status not in ("pending", "in_flight") or row.output_path):
+        return False
+    rel = pair.output_rel(fmt)
+    if not outputs.exists(rel):
+        return False
+    if always:
+        return True
+    try:
+        made = os.stat(f"{outputs.root}/{rel}").st_mtime_ns
+    except OSError:
+        return False
+    return made >= max(pair.image_sig.mtime_ns, pair.mask_sig.mtime_ns)
+
+
+def adopt(pair: Pair, out_dir: str, fmt: str) -> Adoption | None:
+    """Read what recording the adoption needs: the output's hash, the inputs' hashes."""
+    rel = pair.output_rel(fmt)
+    try:
+        data = Path(out_dir, rel).read_bytes()
+        image_hash = digest(pair.image.read_bytes())
+        mask_hash = digest(pair.mask.read_bytes()) if pair.mask is not None else None
+    except OSError:
+        return None
+    return Adoption(pair, OutputRecord(rel, digest(data), len(data)), image_hash, mask_hash)
+
+
 @dataclass
 class Sorted:
     """A chunk of the walk, sorted. ``skipped`` counts items left as they are, by their recorded status."""
 
     due: list[Pair] = field(default_factory=list)
+    adopted: list[Adoption] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     no_mask: list[Pair] = field(default_factory=list)
     invalid: list[tuple[Pair, str]] = field(default_factory=list)
@@ -95,7 +140,8 @@ class Sorted:
 
     @property
     def pairs(self) -> int:
-        return len(self.due) + sum(self.skipped.values()) + len(self.no_mask) + len(self.invalid)
+        return (len(self.due) + len(self.adopted) + sum(self.skipped.values()) + len(self.no_mask)
+                + len(self.invalid))
 
     def skip(self, status: str, count: int = 1) -> None:
         self.skipped[status] = self.skipped.get(status, 0) + count
@@ -127,6 +173,13 @@ class Triage:
             if decision is Decision.SKIP and row is not None:
                 result.skip(row.status)
                 continue
+            if decision is Decision.ADOPT:
+                adoption = await self._adopt(pair)
+                if adoption is not None:
+                    result.adopted.append(adoption)
+                    seen.append(SeenItem(pair.key, str(pair.image), str(pair.mask), pair.image_sig, pair.mask_sig,
+                                         "pending"))
+                    continue
             seen.append(self._seen(pair, result))
         if seen and self.record:
             await self.store.record_seen(seen)
@@ -141,11 +194,20 @@ class Triage:
             row = rows.get(pair.key)
             decision = decide(pair, row, settings_hash=self.settings_hash, outputs=self._outputs,
                               retry_failed=s.retry_failed, force=s.force, retry_runs=s.retry_runs)
+            if decision is Decision.DUE and not s.force and adoptable(pair, row, self._outputs, s.output_format,
+                                                                      always=s.adopt_existing):
+                decision = Decision.ADOPT
             if decision is Decision.SKIP and row is not None:
                 result.skip(GAVE_UP if row.status == "failed" and row.failed_runs else row.status)
             else:
                 undecided.append((pair, row, decision))
         return undecided
+
+    async def _adopt(self, pair: Pair) -> Adoption | None:
+        if not self.record:  # a plan only counts them
+            return Adoption(pair, None, None, None)
+        return await anyio.to_thread.run_sync(adopt, pair, self._outputs.root, self.settings.output_format,
+                                              limiter=self._cpu)
 
     def _seen(self, pair: Pair, result: Sorted) -> SeenItem:
         if pair.problem is not None:

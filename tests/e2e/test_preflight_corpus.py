@@ -88,13 +88,18 @@ def test_plan_says_what_a_run_would_do_and_sends_nothing(emulator, corpus_dir: P
     ready = int(text.split("ready to send: ")[1].split()[0])
     fix = int(text.split("need a fix first: ")[1].split()[0])
     assert ready + fix == 27
-    assert f"credits needed: {ready + fix}" in text
+    credits = int(text.split("credits needed: ")[1].split()[0])
+    assert credits < 27  # pictures converted to the same PNG make one request, paid once
     assert "truncated" in text and "rotated upright" in text
     assert emu.entries() == []
     dry = run_cli("run", str(corpus_dir / "photos"), "--masks", str(corpus_dir / "masks"),
                   "--out", str(tmp_path / "out"), "--dry-run", "--api-url", emu.url, key="test-key")
     assert dry.stdout == text and emu.entries() == []
     assert not (tmp_path / "out").exists()
+    paid = run_cli("run", str(corpus_dir / "photos"), "--masks", str(corpus_dir / "masks"),
+                   "--out", str(tmp_path / "out"), "--api-url", emu.url, "--rate", "600", key="test-key")
+    assert paid.returncode == 1, paid.stderr  # the invalid ones
+    assert emu.charged() == credits  # the plan's figure is exact
 
 
 @pytest.mark.slow

@@ -79,32 +79,37 @@ class RecordingLimiter(ProcessLimiter):
 
 
 @fake_time
-async def test_a_429_pauses_every_worker(tree: Path) -> None:
+async def test_429s_in_a_row_pause_every_worker(tree: Path) -> None:
     limited: list[float] = []
 
     def on_call(request: InpaintRequest) -> None:
-        if len(engine.calls) == 2:
+        if len(engine.calls) == 3:
             limited.append(anyio.current_time())
 
-    engine = FakeEngine([None, RateLimited(None)], on_call=on_call)
+    engine = FakeEngine([None, RateLimited(None), RateLimited(None)], on_call=on_call)
     limiter = RecordingLimiter(limited)
     batch = await run(tree, engine, concurrency=4, limiter=limiter)
-    assert batch.stats.rate_limited == 1 and batch.stats.done == 6
+    assert batch.stats.rate_limited == 2 and batch.stats.done == 6
     after_429 = [t for t, seen in limiter.releases if seen]
-    assert after_429  # at least the retry of the limited item went after the 429
-    # no worker was let through until the pause was over: without Retry-After, one interval at the
-    # lowered pace (two sends in the window: lowered as far as it goes at once, to 15 a minute, 4 s)
-    assert limiter.per_minute == 15.0
-    assert min(after_429) >= limited[0] + 4.0
+    assert after_429  # at least the retry of the limited item went after the second 429
+    # the second 429 in a row lowered the pace (three sends in the window: halved, as far as it goes
+    # at once) and no worker was let through for one interval at the new pace
+    assert limiter.per_minute == 30.0
+    assert min(after_429) >= limited[0] + 2.0
 
 
 @fake_time
-async def test_retry_after_sets_the_pause(tree: Path) -> None:
+async def test_a_single_429_holds_back_only_its_own_request(tree: Path) -> None:
+    """A stray 429 among successes says little about the limit: that request waits its Retry-After,
+    the others go on at the pace they had."""
     limited: list[float] = []
     engine = FakeEngine([RateLimited(30.0)], on_call=lambda r: limited.append(anyio.current_time()) if not limited else None)
     limiter = RecordingLimiter(limited)
-    await run(tree, engine, concurrency=3, limiter=limiter)
-    assert min(t for t, seen in limiter.releases if seen) >= limited[0] + 30.0
+    batch = await run(tree, engine, concurrency=3, limiter=limiter)
+    assert batch.stats.done == 6 and limiter.per_minute == 60
+    assert limiter.paused_until <= limited[0]  # nobody was held back
+    # (when the others went is not asserted: fake time jumps while preflight runs in worker threads)
+    assert anyio.current_time() >= limited[0] + 30.0  # which waited its Retry-After
 
 
 @fake_time

@@ -12,14 +12,14 @@ import pytest_asyncio
 from batch_inpaint.errors import ManifestError
 from batch_inpaint.pairing import FileSig
 from batch_inpaint.store import (
-    Fingerprint, MemoryStore, OutputRecord, RunEnd, SeenItem, SqliteStore, Store,
+    ANSWER_IN_OUTPUT, AnswerSource, Fingerprint, MemoryStore, OutputRecord, RunEnd, SeenItem, SqliteStore, Store,
 )
 
 FACTORIES: dict[str, Callable[[Path], Store]] = {
     "sqlite": lambda tmp: SqliteStore(tmp / "m" / "manifest.sqlite3"),
     "memory": lambda tmp: MemoryStore(),
 }
-FP = Fingerprint("ih", "mh", "sh", "ck", ("resized the mask",), ())
+FP = Fingerprint("ih", "mh", "sh", "ck", ("resized the mask",), (), "rq")
 
 
 @pytest_asyncio.fixture(params=sorted(FACTORIES))
@@ -111,18 +111,25 @@ async def test_transient_failures_count_the_runs_in_a_row(store: Store) -> None:
 
 
 @pytest.mark.asyncio
-async def test_identical_done_items_are_found_by_content_and_settings(store: Store) -> None:
+async def test_answers_paid_for_are_found_by_their_request(store: Store) -> None:
     first = await store.start_run({}, 1)
-    await store.record_seen([seen("a.jpg"), seen("e.jpg")])
-    assert await store.find_done_output("ck", "sh", None) is None
+    await store.record_seen([seen("a.jpg"), seen("b.jpg"), seen("e.jpg")])
+    assert await store.find_answer("rq", None) is None
     await store.mark_in_flight("a.jpg", first, FP)
+    assert await store.find_answer("rq", None) is None  # in flight: no answer yet
     await store.record_done("a.jpg", first, output=OutputRecord("a.png", "oh", 9), credits=Decimal(1),
-                            remaining=None, seconds=None, fingerprint=None)
-    assert await store.find_done_output("ck", "sh", None) == "a.png"
-    assert await store.find_done_output("ck", "other settings", None) is None
-    assert await store.find_done_output("ck", "sh", first + 1) is None  # --force: only this run's results
+                            remaining=None, seconds=None, fingerprint=None, answer=ANSWER_IN_OUTPUT)
+    assert await store.find_answer("rq", None) == AnswerSource("a.jpg", "rq", ANSWER_IN_OUTPUT, "a.png", "oh")
+    assert await store.find_answer("other request", None) is None
+    assert await store.find_answer("rq", first + 1) is None  # --force: only this run's answers
+    await store.record_seen([seen("a.jpg")])  # due again (its output format changed): its answer still counts
+    assert (await store.find_answer("rq", None)) is not None
+    await store.mark_in_flight("b.jpg", first, Fingerprint("i2", "m2", "sh", "ck2", request_hash="rq2"))
+    await store.record_done("b.jpg", first, output=OutputRecord("b.jpg", "bh", 9), credits=Decimal(1),
+                            remaining=None, seconds=None, fingerprint=None, answer=None)
+    assert await store.find_answer("rq2", None) is None  # a lossy output whose answer was not kept
     await store.record_empty_mask("e.jpg", Fingerprint("i2", "m2", "sh", "ck2"), None)
-    assert (await store.counts()) == {"done": 1, "empty_mask": 1}
+    assert (await store.counts()) == {"done": 1, "pending": 1, "empty_mask": 1}
 
 
 @pytest.mark.asyncio

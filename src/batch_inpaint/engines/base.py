@@ -31,14 +31,19 @@ class Engine(Protocol):
     """Errors are those of ``batch_inpaint.errors`` only.
 
     ``shaping`` is the engine's part of the settings hash: results recorded under one identity are
-    never taken for another's. ``credits_per_request`` is the most one call may cost; the credit
-    budget reserves it before each call (0 for an engine that costs nothing).
+    never taken for another's. ``endpoint`` says where requests go (the API's URL): with ``shaping``
+    and the bytes sent, it makes a request's identity (`request_hash`), so an answer paid for is
+    reused for the same request and never for another. ``credits_per_request`` is the most one call
+    may cost; the credit budget reserves it before each call (0 for an engine that costs nothing).
     """
 
     name: str
 
     @property
     def shaping(self) -> Mapping[str, Any]: ...
+
+    @property
+    def endpoint(self) -> str: ...
 
     @property
     def credits_per_request(self) -> Decimal: ...
@@ -54,3 +59,12 @@ def clipdrop_shaping(mode: str) -> dict[str, Any]:
 
 def local_shaping(method: str, radius: int) -> dict[str, Any]:
     return {"engine": "local", "mode": None, "local": [method, radius]}
+
+
+def request_hash(payload_hash: str, shaping: Mapping[str, Any], endpoint: str) -> str:
+    """A request's identity: what is sent, how, and where. Equal hashes get equal answers."""
+    import hashlib
+    import json
+
+    text = json.dumps([payload_hash, dict(shaping), endpoint], sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

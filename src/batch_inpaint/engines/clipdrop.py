@@ -51,6 +51,7 @@ class ClipdropEngine:
     ) -> None:
         self._key = api_key
         self._url = url
+        self.endpoint = url
         self._form = {"mode": mode} if mode != "fast" else {}
         self.shaping = clipdrop_shaping(mode)
         self._deadline = deadline

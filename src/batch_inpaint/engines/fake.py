@@ -21,6 +21,7 @@ class FakeEngine:
     """
 
     name = "fake"
+    endpoint = "fake"
 
     def __init__(self, script: Iterable[Outcome] = (), *, paid: bool = True,
                  on_call: Callable[[InpaintRequest], None] | None = None) -> None:

@@ -54,6 +54,7 @@ def inpaint_png(image_bytes: bytes, mask_png: bytes, *, method: str = "telea", r
 
 class LocalEngine:
     name = "local"
+    endpoint = "local"
     credits_per_request = Decimal(0)
 
     def __init__(self, *, method: str = "telea", radius: int = 5, threads: int | None = None) -> None:

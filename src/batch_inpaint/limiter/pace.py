@@ -12,8 +12,13 @@ against the emulator, 531 429s for 56 pictures. So after a 429:
   Retry-After; a longer Retry-After wins, and 429s in a row double the pause, up to a whole window;
 * after a **quiet window** the pace climbs back toward `--rate` by a fixed step per window.
 
-One 429 episode lowers the pace once: the answers to requests that were already on their way when the
-pace dropped say nothing new. Pure, on whatever clock the caller passes, so it is tested on a fake one.
+A single 429 among successes is taken as a probe, not a verdict: only that request waits (its
+Retry-After), and only a second 429 before `CALM` successes in a row pauses every sender and lowers
+the pace. A server whose window is
+full answers the next request 429 too; one that sends a stray 429 now and then (an overloaded gateway;
+the emulator's fault storm sends 8%) does not, and lowering the pace for each stray would grind a long
+run to a crawl. The answers to requests already on their way when the pace dropped say nothing new. Pure, on whatever
+clock the caller passes, so it is tested on a fake one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 DECREASE = 0.95
 #: At most this factor on one decrease: a 429 right after a start (another run's window still full)
 #: says little about the limit, and the climb back is slow.
-DEEPEST = 0.25
+DEEPEST = 0.5
 #: Below what the server let through in a window, so the window drains while we send.
 MARGIN = 0.03
 #: The climb back, per quiet window, as a fraction of the pace the last decrease settled on.
@@ -35,6 +40,9 @@ INCREASE = 0.025
 SLACK = 0.02
 #: The quiet stretch after a 429 before the climb starts, as a fraction of the window.
 QUIET = 1.0
+#: Successes in a row that end a streak of 429s. One is not enough: a bucket that is nearly empty
+#: answers 429 and 200 in turn, which is as much a sign of a full window as 429s in a row.
+CALM = 2
 #: Never below one request a minute: a key that is refused everything still gets asked now and then.
 FLOOR = 1.0
 
@@ -59,6 +67,7 @@ class Pace:
         self._step = 0.0
         self._sent: collections.deque[float] = collections.deque()
         self._streak = 0
+        self._successes = 0
         self._streak_pause = 0.0
 
     def per_minute(self, now: float) -> float:
@@ -80,23 +89,29 @@ class Pace:
         self._sent.append(now)
         self._forget(now)
 
-    def succeeded(self) -> None:
-        self._streak = 0
+    def succeeded(self, now: float) -> None:
+        """A request went through at ``now``: after `CALM` in a row, the next 429 starts a new streak."""
+        self._successes += 1
+        if self._successes >= CALM:
+            self._streak = 0
 
     def rejected(self, now: float, sent_at: float, retry_after: float | None) -> Slowdown:
         """A 429 arrived at ``now`` for the request sent at ``sent_at``."""
         self._forget(now)
-        if sent_at < self._lowered_at:  # on its way before the last decrease: nothing new
-            return Slowdown(self.per_minute(now), False, max(0.0, retry_after or 0.0))
         pace = self.per_minute(now)
-        in_window = len(self._sent)
-        let_through = in_window * 60.0 / self.window * (1.0 - MARGIN)
+        if sent_at < self._lowered_at:  # on its way before the last decrease: nothing new
+            return Slowdown(pace, False, 0.0)
+        self._streak += 1
+        self._successes = 0
+        if self._streak == 1:  # a probe: hold no one back until the next answer says whether it was a stray
+            self._streak_pause = 0.0
+            return Slowdown(pace, False, 0.0)
+        let_through = len(self._sent) * 60.0 / self.window * (1.0 - MARGIN)
         self._settled = max(FLOOR, pace * DEEPEST, min(pace * DECREASE, let_through))
         self._step = max(1.0, self._settled * INCREASE)
         self._lowered_at = now
-        self._streak += 1
         pause = max(retry_after or 0.0, self._drain(now), 60.0 / self._settled)
-        if self._streak > 1:
+        if self._streak > 2 and self._streak_pause:
             pause = max(pause, self._streak_pause * 2)
         self._streak_pause = pause = min(pause, self.window)
         return Slowdown(self._settled, True, pause)

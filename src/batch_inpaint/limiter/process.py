@@ -23,6 +23,9 @@ from .pace import Pace, Slowdown
 #: Fraction of the interval added as headroom, so clock jitter between us and the server never puts
 #: limit+1 requests into one of its windows.
 DEFAULT_HEADROOM = 0.01
+#: ... and at least this much over a whole window: requests leave a busy client, and reach the server,
+#: up to tens of milliseconds late, which a short window's 1% does not cover.
+JITTER_SECONDS = 0.1
 
 
 class ProcessLimiter:
@@ -30,9 +33,9 @@ class ProcessLimiter:
     (event-loop time); less while the server's limit looks lower. ``window`` is the server's counting
     window (a minute; tests shorten it with the emulator's)."""
 
-    def __init__(self, per_minute: float, *, headroom: float = DEFAULT_HEADROOM, window: float = 60.0) -> None:
+    def __init__(self, per_minute: float, *, headroom: float | None = None, window: float = 60.0) -> None:
         self.pace = Pace(per_minute, window=window)
-        self.headroom = headroom
+        self.headroom = max(DEFAULT_HEADROOM, JITTER_SECONDS / window) if headroom is None else headroom
         self._next_slot = -math.inf
         self._paused_until = -math.inf
 
@@ -75,7 +78,7 @@ class ProcessLimiter:
         return slowdown
 
     def succeeded(self) -> None:
-        self.pace.succeeded()
+        self.pace.succeeded(anyio.current_time())
 
     async def aclose(self) -> None:
         return None

@@ -2,7 +2,8 @@
 
 Any store keeps these rules: an item is ``done`` only once its output is written; an item an
 earlier run left ``in_flight`` had its answer lost (`Store.mark_in_flight` says so, and the item
-counts as possibly charged twice); identical pairs find each other through `Store.find_done_output`.
+counts as possibly charged twice); an answer paid for is found again by its request
+(`Store.find_answer`), for the same item under new output settings or for an identical pair.
 """
 
 from __future__ import annotations
@@ -58,6 +59,24 @@ class Fingerprint:
     content_key: str
     fixes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    request_hash: str | None = None
+
+
+#: Where an answer paid for can be read again: the output itself (a PNG of the whole answer), or a
+#: copy kept beside the manifest (`answers.AnswerKeeper`).
+ANSWER_IN_OUTPUT = "output"
+ANSWER_KEPT = "kept"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSource:
+    """An answer already paid for, and where to read it."""
+
+    key: str
+    request_hash: str
+    answer: str
+    output_path: str | None
+    output_hash: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +169,9 @@ class Store(Protocol):
         """An attempt failed; the item stays in flight until it succeeds or is given up."""
 
     async def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
-                          remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None) -> None: ...
+                          remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
+                          answer: str | None = None) -> None:
+        """``answer``: where the answer can be read again (`ANSWER_IN_OUTPUT`, `ANSWER_KEPT`), if anywhere."""
 
     async def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None: ...
 
@@ -162,8 +183,9 @@ class Store(Protocol):
     async def release(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
         """Back to pending: never sent, or the run stopped. With ``error``, say why."""
 
-    async def find_done_output(self, content_key: str, settings_hash: str, run_id: int | None) -> str | None:
-        """The output of a done item with this content and settings (made by ``run_id``, if given)."""
+    async def find_answer(self, request_hash: str, run_id: int | None) -> AnswerSource | None:
+        """An answer to this very request that can be read again (got by ``run_id``, if given); the
+        item it belongs to may be due again since (its output settings changed)."""
 
     async def counts(self) -> dict[str, int]: ...
 

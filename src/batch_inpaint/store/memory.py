@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 
 from ..pairing import FileSig
 from .base import (
-    Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord, SeenItem,
+    AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord, SeenItem,
 )
 
 _EMPTY: dict[str, Any] = {
@@ -19,6 +19,7 @@ _EMPTY: dict[str, Any] = {
     "content_key": None, "attempts": 0, "sends": 0, "possibly_charged": 0, "error_status": None, "error": None,
     "fixes": (), "warnings": (), "output_path": None, "output_hash": None, "output_size": None, "credits": None,
     "remaining_credits": None, "started_at": None, "finished_at": None, "seconds": None, "run_id": None, "failed_runs": 0,
+    "request_hash": None, "answer": None,
 }
 
 
@@ -72,9 +73,10 @@ class MemoryStore:
         row.update(error_status=error_status, error=error, possibly_charged=row["possibly_charged"] + possibly_charged)
 
     async def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
-                          remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None) -> None:
+                          remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
+                          answer: str | None = None) -> None:
         self.rows[key].update(status="done", error=None, error_status=None, credits=str(credits), run_id=run_id,
-                              failed_runs=0,
+                              failed_runs=0, answer=answer,
                               remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
                               finished_at=time.time(), **_output(output),
                               **(_fingerprint(fingerprint) if fingerprint is not None else {}))
@@ -94,12 +96,14 @@ class MemoryStore:
         if error is not None:
             self.rows[key].update(error=error, error_status=error_status)
 
-    async def find_done_output(self, content_key: str, settings_hash: str, run_id: int | None) -> str | None:
-        for row in self.rows.values():
-            if (row["content_key"], row["settings_hash"], row["status"]) == (content_key, settings_hash, "done") and (
-                    run_id is None or row["run_id"] == run_id):
-                return str(row["output_path"])
-        return None
+    async def find_answer(self, request_hash: str, run_id: int | None) -> AnswerSource | None:
+        found = [(key, row) for key, row in self.rows.items()
+                 if row["request_hash"] == request_hash and row["answer"] is not None
+                 and row["status"] not in ("in_flight", "failed") and (run_id is None or row["run_id"] == run_id)]
+        if not found:
+            return None
+        key, row = sorted(found, key=lambda kr: kr[1]["status"] != "done")[0]
+        return AnswerSource(key, request_hash, row["answer"], row["output_path"], row["output_hash"])
 
     async def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

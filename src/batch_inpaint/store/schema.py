@@ -30,5 +30,8 @@ migrations: dict[int, str] = {
     """,
     2: """
     ALTER TABLE items ADD COLUMN failed_runs INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE items ADD COLUMN request_hash TEXT;
+    ALTER TABLE items ADD COLUMN answer TEXT;
+    CREATE INDEX items_request ON items(request_hash);
     """,
 }

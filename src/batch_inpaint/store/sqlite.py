@@ -21,7 +21,7 @@ import anyio
 from ..errors import ManifestError
 from ..pairing import FileSig
 from .base import (
-    Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord, SeenItem,
+    AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord, SeenItem,
 )
 from .schema import SCHEMA_VERSION, migrations
 
@@ -187,10 +187,12 @@ class SqliteStore:
 
     @_in_thread
     def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
-                    remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None) -> None:
+                    remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
+                    answer: str | None = None) -> None:
         fields = _fingerprint(fingerprint) if fingerprint is not None else {}
         with self.atomic() as db:
             _set(db, key, status="done", error=None, error_status=None, credits=str(credits), run_id=run_id, failed_runs=0,
+                 answer=answer,
                  remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
                  finished_at=time.time(), **_output(output), **fields)
 
@@ -218,13 +220,14 @@ class SqliteStore:
                 _set(db, key, status="pending", error=error, error_status=error_status)
 
     @_in_thread
-    def find_done_output(self, content_key: str, settings_hash: str, run_id: int | None) -> str | None:
+    def find_answer(self, request_hash: str, run_id: int | None) -> AnswerSource | None:
         row = self._db.execute(
-            "SELECT output_path FROM items WHERE content_key=? AND settings_hash=? AND status='done'"
-            " AND (? IS NULL OR run_id=?) LIMIT 1",
-            (content_key, settings_hash, run_id, run_id),
+            "SELECT key, request_hash, answer, output_path, output_hash FROM items WHERE request_hash=?"
+            " AND answer IS NOT NULL AND status NOT IN ('in_flight', 'failed') AND (? IS NULL OR run_id=?)"
+            " ORDER BY status='done' DESC LIMIT 1",
+            (request_hash, run_id, run_id),
         ).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else AnswerSource(*row)
 
     # --- reads behind status and export ----------------------------------------------------------
 
@@ -261,7 +264,7 @@ def _sig(sig: FileSig | None) -> tuple[int | None, int | None]:
 
 def _fingerprint(f: Fingerprint) -> dict[str, Any]:
     return {"image_hash": f.image_hash, "mask_hash": f.mask_hash, "settings_hash": f.settings_hash,
-            "content_key": f.content_key, "fixes": json.dumps(list(f.fixes)) if f.fixes else None,
+            "content_key": f.content_key, "request_hash": f.request_hash, "fixes": json.dumps(list(f.fixes)) if f.fixes else None,
             "warnings": json.dumps(list(f.warnings)) if f.warnings else None}
 
 
