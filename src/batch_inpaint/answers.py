@@ -37,11 +37,17 @@ class Answers:
             return ANSWER_IN_OUTPUT
         return ANSWER_KEPT if self.keep_lossy else None
 
-    async def keep(self, request_hash: str, png: bytes) -> None:
-        """Keep an answer whose output is not the answer itself; before the item is recorded done."""
-        await anyio.to_thread.run_sync(write_atomic, self.folder / f"{request_hash}.png", png)
-        self.kept += 1
-        self.kept_bytes += len(png)
+    async def settle(self, prepared: Prepared, request_hash: str, png: bytes, *, kept_already: bool = False) -> str | None:
+        """Once the output is written, before the item is recorded done: keep the answer if its output
+        is not the answer itself. Where it can be read again, for the record."""
+        where = self.where(prepared)
+        if where == ANSWER_KEPT and not kept_already:
+            await anyio.to_thread.run_sync(write_atomic, self.folder / f"{request_hash}.png", png)
+            self.kept += 1
+            self.kept_bytes += len(png)
+        elif where is None and kept_already:
+            where = ANSWER_KEPT  # kept before --no-keep-answers: still there
+        return where
 
     async def read(self, source: AnswerSource) -> bytes | None:
         """The answer's PNG, or None if it is gone, damaged, or the output it lives in was edited."""

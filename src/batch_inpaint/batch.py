@@ -14,6 +14,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import compose
+from .answers import Answers
 from .control import RunControl
 from .credits import CreditBudget
 from .engines.base import Engine
@@ -24,13 +25,12 @@ from .limiter import Limiter
 from .output import DISK_ERRNOS, OutputWriter
 from .preflight import Prepared
 from .recording import Recorder
-from .reuse import Reuse
-from .answers import Answers
 from .retrying import RetryPolicy
+from .reuse import Reuse
 from .sending import NotSent, Sender
 from .settings import Settings, settings_hash
 from .stats import RunStats
-from .store import ANSWER_KEPT, RunEnd, Store
+from .store import RunEnd, Store
 from .triage import Triage
 
 #: Items sent between two full passes of the cyclic garbage collector (see `Batch._collect_garbage`).
@@ -145,9 +145,7 @@ class Batch:
             try:
                 data, result = await self.sender.send(prepared)
                 output = await self.writer.write(prepared.pair, data)
-                answer = self.answers.where(prepared)
-                if answer == ANSWER_KEPT:
-                    await self.answers.keep(self.recorder.request_hash(prepared), result.png)
+                answer = await self.answers.settle(prepared, self.recorder.request_hash(prepared), result.png)
                 await self.recorder.done(prepared, output, result, time.time() - started, answer)
             except NotSent:
                 await self.recorder.pending(key)

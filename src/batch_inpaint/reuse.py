@@ -47,11 +47,7 @@ class Reuse:
             return False
         try:
             output = await self._write(prepared, source, await self.finish(prepared, png))
-            where = self.answers.where(prepared)
-            if where == ANSWER_KEPT and source.answer != ANSWER_KEPT:
-                await self.answers.keep(request, png)
-            elif where is None and source.answer == ANSWER_KEPT:
-                where = ANSWER_KEPT  # kept before --no-keep-answers: still there
+            where = await self.answers.settle(prepared, request, png, kept_already=source.answer == ANSWER_KEPT)
         except (OSError, BatchInpaintError):
             return False
         await self.recorder.reused(prepared, output, source, where)
@@ -59,8 +55,8 @@ class Reuse:
 
     async def _write(self, prepared: Prepared, source: AnswerSource, data: bytes) -> OutputRecord:
         rel = prepared.pair.output_rel(self.writer.fmt)
-        if source.key == prepared.pair.key and source.output_path == rel and digest(data) == source.output_hash:
-            return OutputRecord(rel, digest(data), len(data))  # the output as it is already: nothing to write
+        if source.key == prepared.pair.key and source.output_path == rel and source.output_hash == digest(data):
+            return OutputRecord(rel, source.output_hash, len(data))  # the output as it is already: nothing to write
         return await self.writer.write(prepared.pair, data)
 
     @asynccontextmanager

@@ -79,11 +79,6 @@ class Pace:
             return self._settled
         return min(self.ceiling, self._settled + self._step * quiet / self.window)
 
-    @property
-    def limited(self) -> bool:
-        """The server refused us at some point: we pace below --rate, or have climbed back to it."""
-        return self._lowered_at > -math.inf
-
     def sent(self, now: float) -> None:
         """A request went out (a send slot was used) at ``now``."""
         self._sent.append(now)
