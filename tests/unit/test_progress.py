@@ -1,0 +1,29 @@
+"""The live display: a rate-limited run says so while it lasts, and each notice is shown once."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from batch_inpaint.progress import _line, new_notices
+from batch_inpaint.reports import summary
+from batch_inpaint.stats import RunStats
+
+
+@pytest.mark.asyncio
+async def test_the_line_shows_a_rate_limited_run_and_its_pace() -> None:
+    stats = RunStats()
+    assert "rate-limited" not in _line(stats)
+    stats.rate_limited, stats.pace, stats.paused_until = 3, 54.0, anyio.current_time() + 20
+    assert "rate-limited (3 x 429), pacing at 54/min, paused 20 s" in _line(stats)
+
+
+def test_a_notice_shown_live_is_not_repeated_in_the_summary() -> None:
+    stats = RunStats()
+    stats.notice("the server's limit looks lower than --rate 600: pacing at 54/min")
+    stats.notice("the server's limit looks lower than --rate 600: pacing at 54/min")
+    assert new_notices(stats) == ["the server's limit looks lower than --rate 600: pacing at 54/min"]
+    assert new_notices(stats) == []
+    assert "pacing at 54/min" not in summary(stats, 0, None)
+    stats.notice("another")
+    assert "note: another" in summary(stats, 0, None)
