@@ -13,12 +13,13 @@ import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from . import cost_per_picture, limit_below, local_engine, memory, noop_resume, rate_limit
+from . import cost_per_picture, limit_below, local_engine, memory, noop_resume, rate_limit, shared_limit
 from .common import machine
 
 QUICK = {
     "rate": ["--minutes", "0.75", "--runs", "1"],
     "below": ["--windows", "5"],
+    "shared": ["--windows", "4"],
     "cost": ["--scale", "0.5", "--runs", "1"],
     "memory": ["--small", "100", "--large", "400", "--runs", "1"],
     "noop": ["--items", "20000", "--runs", "3"],
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-STEPS = {"rate": rate_limit.main, "below": limit_below.main, "cost": cost_per_picture.main, "memory": memory.main, "noop": noop_resume.main,
+STEPS = {"rate": rate_limit.main, "below": limit_below.main, "shared": shared_limit.main, "cost": cost_per_picture.main, "memory": memory.main, "noop": noop_resume.main,
          "local": local_engine.main}
 
 

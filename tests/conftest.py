@@ -8,13 +8,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 import looptime
 import pytest
 
 from batch_inpaint.emulator.requestlog import busiest_window, read_log
 from batch_inpaint.synthetic import write_tree
+
+if TYPE_CHECKING:
+    from tests.postgres import Postgres
 
 CANARY_KEY = "sk-canary-0d9f1e2c3b4a5968"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,6 +82,31 @@ def emulator(tmp_path: Path) -> Iterator["EmulatorFactory"]:
 
 
 EmulatorFactory = object
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator["Postgres"]:
+    """A Postgres cluster of its own for the session (`tests.postgres`); skipped with the reason where
+    Debian's binaries are not installed."""
+    from tests.postgres import Cluster, binaries
+
+    bindir = binaries()
+    if bindir is None:
+        pytest.skip("no Postgres binaries under /usr/lib/postgresql (install Debian's postgresql package)")
+    cluster = Cluster(bindir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test has its own user state folder: the runs of one test share a key's rate limit
+    (`limiter.boards.FileBoard`), runs of different tests never do."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(path))
+    return path
 
 
 @pytest.fixture

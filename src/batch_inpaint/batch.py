@@ -129,6 +129,8 @@ class Batch:
                     await self._bytes.acquire(cost)
                     slot = await self.control.wait_unless_stopped(self.limiter.acquire)
                     self.stats.pace = self.limiter.per_minute
+                    for text in self.limiter.news():
+                        self.stats.notice(text)
                 try:
                     if slot:  # else the run is stopping: the item stays pending, as the walk recorded it
                         await self._process(prepared)

@@ -44,6 +44,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    "show a lower limit")
     g.add_argument("--rate-window", type=float, metavar="SECONDS",
                    help="length of the window the API counts requests in (default 60)")
+    g.add_argument("--limiter", metavar="host|process|postgresql://USER@HOST/DB",
+                   help="who shares the key's rate limit: every run on this host (default), this run alone, "
+                        "or every run using this Postgres database (env BATCH_INPAINT_LIMITER)")
     g.add_argument("--concurrency", type=int, help="requests in flight (default: from the rate)")
     g.add_argument("--mode", choices=MODES, help="Clipdrop mode (default fast)")
     g.add_argument("--local-method", choices=LOCAL_METHODS, help="local engine: Telea or Navier-Stokes")
@@ -76,7 +79,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
                   "follow_symlinks", "include", "exclude", "engine", "api_url", "api_key_file", "ca_bundle", "rate",
-                  "rate_window", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
+                  "rate_window", "limiter", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
                   "outage_seconds", "manifest", "retry_failed", "force", "adopt_existing",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
                   "output_format", "quality", "keep_answers", "dry_run", "progress")
@@ -100,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="counts, credits and failures of an output folder")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--manifest", type=Path)
+    p.add_argument("--limiter", metavar="host|postgresql://USER@HOST/DB",
+                   help="where runs share the key's rate limit, to show who does (env BATCH_INPAINT_LIMITER)")
     p = sub.add_parser("export", help="one row per item, for dataset pipelines")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
@@ -222,7 +227,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | No
 
 def _report(args: argparse.Namespace) -> int:
     from .locations import manifest_path
-    from .reports import export, status_report
+    from .reports import export, sharing_report, status_report
     from .store import SqliteStore
 
     path = manifest_path(args.out_dir, args.manifest)
@@ -235,6 +240,10 @@ def _report(args: argparse.Namespace) -> int:
         try:
             if args.command == "status":
                 print(await status_report(store))
+                from .limiter.build import runs_sharing
+
+                limiter = args.limiter or os.environ.get("BATCH_INPAINT_LIMITER") or "host"
+                print(sharing_report(await runs_sharing(args.out_dir, limiter), args.out_dir))
                 return 0
             if args.output:
                 with args.output.open("w", encoding="utf-8", newline="") as fh:

@@ -24,3 +24,17 @@ def lock_path(out_dir: Path) -> Path:
 def answers_dir(out_dir: Path) -> Path:
     """Answers paid for, kept so a change of output format needs no request (`answers`)."""
     return tool_dir(out_dir) / "answers"
+
+
+def state_dir() -> Path:
+    """The user's state folder for the tool: ``$XDG_STATE_HOME/batch-inpaint``, else ``~/.local/state/...``."""
+    import os
+
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "batch-inpaint"
+
+
+def limits_dir() -> Path:
+    """Where the runs of one host share each key's schedule (`limiter.boards.FileBoard`)."""
+    return state_dir() / "limits"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import time
+from pathlib import Path
 from typing import TextIO
 
+from .limiter.schedule import Schedule
 from .stats import RunStats
 from .store import ItemRecord, Store
 
@@ -96,3 +98,17 @@ async def export(store: Store, fmt: str, stream: TextIO) -> int:
             stream.write(json.dumps(row) + "\n")
         count += 1
     return count
+
+
+def sharing_report(schedules: list[Schedule], out_dir: Path) -> str:
+    """Who shares the key's rate limit with the run writing to ``out_dir``, while it runs."""
+    if not schedules:
+        return "rate limit: no run is writing to this folder now"
+    lines = []
+    out = str(out_dir.resolve())
+    for schedule in schedules:
+        runs = sorted(schedule.members.values(), key=lambda m: (m.out != out, m.host, m.pid))
+        lines.append(f"rate limit shared by {len(runs)} run{'s' if len(runs) > 1 else ''} of one key, "
+                     f"pacing at most {schedule.ceiling:g}/min:")
+        lines.extend(f"  {m.describe()}{' (this folder)' if m.out == out else ''}" for m in runs)
+    return "\n".join(lines)

@@ -9,7 +9,7 @@ from .batch import Batch, Observer
 from .control import RunControl
 from .engines.base import Engine, clipdrop_shaping, local_shaping
 from .errors import ConfigError
-from .limiter import Limiter, ProcessLimiter, Unlimited
+from .limiter import Limiter
 from .locations import lock_path
 from .roles import check_roles
 from .runlock import RunLock
@@ -82,11 +82,6 @@ def engine_endpoint(settings: Settings) -> str:
     return "local" if settings.engine == "local" else settings.api_url
 
 
-def build_limiter(settings: Settings) -> Limiter:
-    """The local engine has no rate limit; anything else is paced at ``settings.rate`` in this process."""
-    return Unlimited() if settings.engine == "local" else ProcessLimiter(settings.rate, window=settings.rate_window)
-
-
 async def run_batch(
     settings: Settings,
     *,
@@ -117,8 +112,14 @@ async def run_batch(
 async def _run_locked(settings: Settings, engine: Engine, store: Store | None, limiter: Limiter | None,
                       observer: Observer | None, on_start: Callable[[RunControl], None] | None) -> RunResult:
     owned_store, owned_limiter = store is None, limiter is None
-    store = store or SqliteStore(settings.manifest_path)
-    limiter = limiter or build_limiter(settings)
+    if limiter is None:  # first: a shared limiter that cannot be reached is a usage error, before the manifest
+        limiter = await build_limiter(settings, engine)
+    try:
+        store = store or SqliteStore(settings.manifest_path)
+    except BaseException:
+        if owned_limiter:
+            await limiter.aclose()
+        raise
     control = RunControl(settings.grace_seconds)
     try:
         batch = Batch(settings, engine=engine, store=store, limiter=limiter, control=control, observer=observer)
@@ -131,3 +132,14 @@ async def _run_locked(settings: Settings, engine: Engine, store: Store | None, l
             await limiter.aclose()
         if owned_store:
             await store.aclose()
+
+
+async def build_limiter(settings: Settings, engine: Engine) -> Limiter:
+    """The limiter ``settings.limiter`` names, for the key and endpoint ``engine`` sends to."""
+    from .limiter.build import open_limiter
+
+    try:
+        key = resolve_api_key(settings)
+    except ConfigError:  # an engine given by the caller that needs no key
+        key = ""
+    return await open_limiter(settings, api_key=key, endpoint=engine.endpoint)

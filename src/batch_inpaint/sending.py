@@ -102,7 +102,7 @@ class Sender:
             await self._failed(prepared.pair.key, exc, sent_at)
             raise
         self.breaker.answered(anyio.current_time())
-        self.limiter.succeeded()
+        await self.limiter.succeeded()
         try:
             data = await self.finish(prepared, result.png)
         except BaseException as exc:

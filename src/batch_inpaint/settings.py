@@ -44,6 +44,9 @@ class Settings:
     rate: float = 60.0
     #: The API's counting window: a 429 pauses until our own sends have left it (`limiter.pace`).
     rate_window: float = 60.0
+    #: Who shares the key's rate limit: every run on this host ("host"), this run alone ("process"), or
+    #: every run that names the same Postgres database (a postgresql:// URL).
+    limiter: str = "host"
     concurrency: int | None = None
     mode: str = "fast"
     local_method: str = "telea"
@@ -83,10 +86,8 @@ class Settings:
     def __post_init__(self) -> None:
         validate(self)
 
-    def __repr__(self) -> str:  # keeps the key out of any repr
-        shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "api_key"
-        )
+    def __repr__(self) -> str:  # keeps the key and passwords out of any repr
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.public().items())
         return f"Settings({shown})"
 
     @property
@@ -100,8 +101,11 @@ class Settings:
         return max(4, min(128, math.ceil(self.rate / 60.0 * 30.0) + 2))
 
     def public(self) -> dict[str, Any]:
-        """The settings as a run records them: never the key."""
+        """The settings as a run records them: never the key, nor a password in a URL."""
+        from .redaction import redact_url
+
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+        values["limiter"] = redact_url(self.limiter) if "://" in self.limiter else self.limiter
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
     @property
@@ -203,6 +207,7 @@ _ENV = {
     "BATCH_INPAINT_CONCURRENCY": "concurrency",
     "BATCH_INPAINT_ENGINE": "engine",
     "BATCH_INPAINT_CA_BUNDLE": "ca_bundle",
+    "BATCH_INPAINT_LIMITER": "limiter",
 }
 
 
@@ -249,6 +254,8 @@ def validate(s: Settings) -> None:
     check(s.progress in PROGRESS_MODES, f"progress must be one of {', '.join(PROGRESS_MODES)}")
     check(0 < s.rate < math.inf, "rate must be a positive number of requests per minute")
     check(0 < s.rate_window < math.inf, "rate window must be a positive number of seconds")
+    check(s.limiter in ("host", "process") or s.limiter.startswith(("postgresql://", "postgres://")),
+          "limiter must be host, process or a postgresql:// URL")
     check(s.concurrency is None or s.concurrency >= 1, "concurrency must be at least 1")
     check(1 <= s.quality <= 100, "quality must be between 1 and 100")
     check(s.inflight_mb >= 1, "inflight-mb must be at least 1")

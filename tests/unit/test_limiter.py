@@ -7,6 +7,7 @@ up when its waiter is cancelled.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import anyio
@@ -15,15 +16,24 @@ import pytest
 from tests.conftest import fake_time
 
 from batch_inpaint.emulator.requestlog import busiest_window
-from batch_inpaint.limiter import Limiter, ProcessLimiter, Unlimited
+from batch_inpaint.limiter import FileBoard, Limiter, ProcessLimiter, SharedLimiter, Unlimited, key_id
 
 PacingFactory = Callable[..., Limiter]
-PACING: dict[str, PacingFactory] = {"process": ProcessLimiter}
 
 
-@pytest.fixture(params=sorted(PACING))
-def make(request: pytest.FixtureRequest) -> PacingFactory:
-    return PACING[request.param]
+def host(folder: Path) -> PacingFactory:
+    """A run sharing its key's schedule through a file, on the loop's (fake) clock."""
+
+    def make(per_minute: float, *, headroom: float | None = None) -> Limiter:
+        board = FileBoard(folder, key_id("sk-test", "http://127.0.0.1/cleanup/v1"), clock=anyio.current_time)
+        return SharedLimiter(board, per_minute, headroom=headroom)
+
+    return make
+
+
+@pytest.fixture(params=["process", "host"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> PacingFactory:
+    return ProcessLimiter if request.param == "process" else host(tmp_path)
 
 
 async def stamps(limiter: Limiter, count: int) -> list[float]:

@@ -14,15 +14,16 @@ import pytest
 from tests.conftest import fake_time
 
 from batch_inpaint.emulator.limits import Window
-from batch_inpaint.limiter import Pace, ProcessLimiter
+from batch_inpaint.limiter import MemoryBoard, Pace, ProcessLimiter, SharedLimiter
 
 
 async def simulate(rate: float, limit: float, *, retry_after: float | None, kind: str = "sliding",
                    items: int | None = None, workers: int = 16, latency: float = 1.0, runs: int = 1,
-                   stray: float = 0.0, seed: int = 1) -> tuple[float, int, int]:
+                   stray: float = 0.0, seed: int = 1, shared: bool = False) -> tuple[float, int, int]:
     """Clean ``items`` pictures at ``--rate`` against a server allowing ``limit`` a minute: the rate
     achieved (requests let through a minute, first send to last answer), 429s, and requests.
-    With ``runs`` > 1, that many runs of one key, each with its own limiter, share the items."""
+    With ``runs`` > 1, that many runs of one key share the items, each pacing alone, or with
+    ``shared`` through one schedule (`limiter.schedule`)."""
     server = Window(kind, limit)
     draw = random.Random(seed)
     items = items or int(limit * 5)
@@ -30,7 +31,7 @@ async def simulate(rate: float, limit: float, *, retry_after: float | None, kind
     stamps: list[float] = []
     rejected = 0
 
-    async def worker(limiter: ProcessLimiter) -> None:
+    async def worker(limiter: SharedLimiter) -> None:
         nonlocal rejected
         while todo:
             todo.pop()
@@ -47,17 +48,22 @@ async def simulate(rate: float, limit: float, *, retry_after: float | None, kind
                     await anyio.sleep(retry_after or 0.0)  # as the sender does: this request waits
                     continue
                 await anyio.sleep(latency * draw.uniform(0.5, 1.5))
-                limiter.succeeded()
+                await limiter.succeeded()
                 break
 
     start = anyio.current_time()
+    board = MemoryBoard()
     async with anyio.create_task_group() as tg:
         for _ in range(runs):
-            limiter = ProcessLimiter(rate)
+            limiter = SharedLimiter(board, rate) if shared else ProcessLimiter(rate)
             for _ in range(workers):
                 tg.start_soon(worker, limiter)
     achieved = items / (anyio.current_time() - start) * 60.0
     return achieved, rejected, len(stamps)
+
+
+async def simulate_shared(rate: float, limit: float, *, runs: int, items: int | None = None) -> tuple[float, int, int]:
+    return await simulate(rate, limit, retry_after=1.0, runs=runs, items=items, shared=True)
 
 
 @fake_time

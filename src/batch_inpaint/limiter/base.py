@@ -1,5 +1,5 @@
 """The limiter seam: who may send when. The rate limit belongs to the API key, so the limiter is passed
-in beside the engine; a run does not build its own."""
+in beside the engine (`build.open_limiter` makes the one the settings ask for)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,12 @@ class Limiter(Protocol):
         """A 429 for the request sent at ``sent_at`` (event-loop time): hold every sender back, and
         lower the pace if the server's limit looks lower than the rate (`pace.Pace`)."""
 
-    def succeeded(self) -> None:
+    async def succeeded(self) -> None:
         """A request went through: the next 429 starts a new streak."""
+
+    def news(self) -> list[str]:
+        """What the user should be told once, since the last call (runs sharing the key, a lower
+        --rate of another run, a board that cannot be used)."""
 
     @property
     def per_minute(self) -> float | None:
@@ -38,8 +42,11 @@ class Unlimited:
     async def rate_limited(self, retry_after: float | None, sent_at: float) -> Slowdown | None:
         return None
 
-    def succeeded(self) -> None:
+    async def succeeded(self) -> None:
         return None
+
+    def news(self) -> list[str]:
+        return []
 
     @property
     def per_minute(self) -> float | None:

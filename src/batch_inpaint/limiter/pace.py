@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import math
 from dataclasses import dataclass
+from typing import Any
 
 #: At least this factor on each decrease, even when our own sends suggest the limit is higher.
 DECREASE = 0.95
@@ -72,7 +73,7 @@ class Pace:
 
     def per_minute(self, now: float) -> float:
         """The pace now: the settled one, climbing by a step for each quiet window since the last 429."""
-        if self._settled >= self.ceiling:
+        if self._settled >= self.ceiling or self._lowered_at == -math.inf:
             return self.ceiling
         quiet = now - self._lowered_at - self.window * QUIET
         if quiet <= 0:
@@ -110,6 +111,38 @@ class Pace:
             pause = max(pause, self._streak_pause * 2)
         self._streak_pause = pause = min(pause, self.window)
         return Slowdown(self._settled, True, pause)
+
+    def dump(self) -> dict[str, Any]:
+        """What the runs of one key share (`schedule`), as JSON can hold it; the ceiling and window are
+        theirs to give when loading."""
+        return {"settled": self._settled, "lowered_at": None if self._lowered_at == -math.inf else self._lowered_at,
+                "step": self._step, "sent": list(self._sent), "streak": self._streak,
+                "successes": self._successes, "streak_pause": self._streak_pause}
+
+    @classmethod
+    def load(cls, state: dict[str, Any], ceiling: float, *, window: float = 60.0) -> Pace:
+        pace = cls(ceiling, window=window)
+        if state:
+            lowered_at = state.get("lowered_at")
+            pace._settled = float(state["settled"])
+            pace._lowered_at = -math.inf if lowered_at is None else float(lowered_at)
+            pace._step = float(state["step"])
+            pace._sent.extend(float(t) for t in state["sent"])
+            pace._streak, pace._successes = int(state["streak"]), int(state["successes"])
+            pace._streak_pause = float(state["streak_pause"])
+        return pace
+
+    def unsend(self, at: float) -> None:
+        """The send slot at ``at`` went unused (its caller gave it up)."""
+        try:
+            self._sent.remove(at)
+        except ValueError:
+            pass
+
+    @property
+    def streak(self) -> int:
+        """429s in the current streak: a success matters to the shared state only while it is above 0."""
+        return self._streak
 
     def _drain(self, now: float) -> float:
         """Seconds until fewer of our sends than the new pace allows (less the margin) remain in the window."""
