@@ -1,7 +1,7 @@
 """Run every benchmark and write benchmarks/RESULTS.md with the figures and the machine they came from.
 
-    python -m benchmarks.run_all            # the full set (about 35 minutes on 2 cores)
-    python -m benchmarks.run_all --quick    # smaller and shorter, for a first look (about 5 minutes)
+    python -m benchmarks.run_all            # the full set (about 45 minutes on 2 cores)
+    python -m benchmarks.run_all --quick    # smaller and shorter, for a first look (about 7 minutes)
 """
 
 from __future__ import annotations

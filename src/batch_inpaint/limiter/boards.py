@@ -89,6 +89,10 @@ class FileBoard:
 
     async def open(self) -> str:
         try:
+            import fcntl  # noqa: F401  (POSIX only: elsewhere the run paces alone)
+        except ImportError:
+            raise BoardError("file locks are not available on this system") from None
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             await self.update(lambda schedule, now: None)  # a folder that can be read but not written fails here
