@@ -57,3 +57,13 @@ def test_exit_codes_in_the_readme_match_the_library() -> None:
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
 def test_example_configs_load(config: Path) -> None:
     assert load_config_file(config)
+
+
+def test_the_emulator_refuses_half_a_tls_set_up(tmp_path: Path) -> None:
+    """--tls-cert without --tls-key used to serve plain HTTP without a word."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "batch_inpaint", "emulator", "--port", "0",
+                           "--tls-cert", str(tmp_path / "cert.pem")], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "--tls-cert and --tls-key go together" in done.stderr

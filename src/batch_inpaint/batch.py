@@ -18,7 +18,10 @@ from .answers import Answers
 from .control import RunControl
 from .credits import CreditBudget
 from .engines.base import Engine
-from .errors import DiskUnwritable, InvalidInput, ItemError, ManifestError, OutputError, Retryable, RunStopped
+from .errors import (
+    BatchInpaintError, DiskUnwritable, InvalidInput, ItemError, ManifestError, OutputError, Retryable, RunStopped,
+)
+from .exitcodes import ExitCode
 from .inflight import ByteBudget, footprint
 from .intake import Intake
 from .limiter import Limiter
@@ -67,6 +70,7 @@ class Batch:
         self._dispatch = anyio.Lock()
         self._bytes = ByteBudget(settings.inflight_mb * 1_000_000)
         self._sent_since_collect = 0
+        self._escaping: BaseException | None = None
 
     @property
     def exit_code(self) -> int:
@@ -86,10 +90,24 @@ class Batch:
                         for _ in range(self.settings.workers):
                             tg.start_soon(self._worker, ready_recv.clone())
                 outer.cancel_scope.cancel()
+        except BaseException as exc:
+            self._escaping = exc  # the process exits with this error's code: the manifest records that one
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await self._record_end()
         return self.stats
+
+    def _final_code(self) -> int:
+        exc = self._escaping
+        if isinstance(exc, BaseExceptionGroup):
+            found = [e for e in exc.exceptions if isinstance(e, BatchInpaintError)]
+            exc = found[0] if found else exc
+        if isinstance(exc, BatchInpaintError):
+            return int(getattr(exc, "exit_code", ExitCode.FAILED))
+        if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):
+            return self.exit_code
+        return int(ExitCode.FAILED)
 
     async def _intake(self, ready: MemoryObjectSendStream[Prepared]) -> None:
         with anyio.CancelScope() as scope:
@@ -101,7 +119,7 @@ class Batch:
         s.answers_kept, s.answers_kept_bytes = self.answers.kept, self.answers.kept_bytes
         try:
             await self.store.end_run(self.recorder.run_id, RunEnd(
-                s.counts(), s.credits_used, s.remaining_credits, s.requests, s.resent_after_crash, self.exit_code))
+                s.counts(), s.credits_used, s.remaining_credits, s.requests, s.resent_after_crash, self._final_code()))
         except ManifestError:
             pass  # the run is failing on this very store; that error is what the user sees
 

@@ -142,6 +142,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        return _command(args)
+    except BrokenPipeError:  # the reader of our output went away (export | head): end quietly
+        from .pipes import silence
+
+        silence(sys.stdout)
+        return ExitCode.BROKEN_PIPE
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        from .pipes import Forgiving
+
+        sys.stdout, sys.stderr = Forgiving(sys.stdout), Forgiving(sys.stderr)  # type: ignore[assignment]
+    try:
         if args.command in ("run", "plan"):
             settings = build_settings(_flags(args), config_file=args.config)
             if args.command == "plan" or settings.dry_run:
@@ -194,7 +208,8 @@ def _run(settings: Any) -> int:
         result: RunResult | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_signals, tg)
-            result = await run_batch(settings, observer=progress.choose(settings.progress), on_start=started.append)
+            result = await run_batch(settings, observer=progress.choose(settings.progress, sys.stderr),
+                                     on_start=started.append)
             tg.cancel_scope.cancel()
         if result is None:
             return early_signal[0] if early_signal else ExitCode.INTERRUPTED

@@ -15,4 +15,5 @@ class ExitCode(enum.IntEnum):
     UNWRITABLE = 6  #: the output folder or the manifest cannot be written or read
     API_UNREACHABLE = 7  #: the API could not be reached for a while: the run stopped, items left pending
     INTERRUPTED = 130  #: SIGINT
+    BROKEN_PIPE = 141  #: the reader of standard output went away (export | head); as 128 + SIGPIPE
     TERMINATED = 143  #: SIGTERM

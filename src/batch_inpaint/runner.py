@@ -96,6 +96,9 @@ async def run_batch(
     LockHeld or ManifestError before any request."""
     check_inputs(settings)
     assert settings.out_dir is not None
+    if settings.dry_run:  # never spend on settings that ask only for a plan
+        raise ConfigError("these settings ask for a dry run: plan it (batch-inpaint plan, planning.print_plan) "
+                          "instead of running it")
     if engine is None:
         engine = build_engine(settings)  # a missing key is a usage error, found before the lock or any request
         owned_engine = True

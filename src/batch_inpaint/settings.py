@@ -139,17 +139,25 @@ def settings_hash(settings: Settings, engine_shaping: Mapping[str, Any]) -> str:
 
 
 _PATH_FIELDS = {f.name for f in fields(Settings) if "Path" in str(f.type)}
+#: Config keys that are an option's name where the setting's name differs (`--out` sets ``out_dir``);
+#: the settings' own names are accepted too.
+OPTION_KEYS = {"input": "input_dir", "out": "out_dir", "masks": "masks_dir", "mask": "mask_file",
+               "pairs": "pairs_file", "threshold": "mask_threshold"}
 _FIELD_TYPES = {f.name: str(f.type) for f in fields(Settings)}
 _NOT_IN_FILES = {"api_key"}  # a key in a config file would end up in backups and repos
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
+def _coerce(name: str, value: Any, source: str, *, key: str | None = None, base: Path | None = None) -> Any:
+    """``value`` as the setting's type; a TOML value must have that type already (no 2.7 for a whole
+    number, no true for a number), a string from the environment is parsed. Relative paths in a file
+    are relative to ``base``, the file's folder."""
     kind = _FIELD_TYPES[name]
-    where = f"{source}: key '{name}'"
+    where = f"{source}: key '{key or name}'"
     if name in _PATH_FIELDS:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a path string")
-        return Path(value).expanduser()
+        path = Path(value).expanduser()
+        return base / path if base is not None and not path.is_absolute() else path
     if kind.startswith("bool"):
         if isinstance(value, bool):
             return value
@@ -157,15 +165,20 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return value.lower() in ("1", "true", "yes")
         raise ConfigError(f"{where} must be true or false")
     if kind.startswith("int"):
-        try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
             return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a whole number, not {value!r}") from None
+        raise ConfigError(f"{where} must be a whole number, not {value!r}")
     if kind.startswith("float"):
-        try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number, not {value!r}") from None
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, not {value!r}")
     if kind.startswith("tuple"):
         if isinstance(value, str):
             return (value,)
@@ -192,11 +205,21 @@ def load_config_file(path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for raw_key, value in data.items():
         key = raw_key.replace("-", "_")
+        key = OPTION_KEYS.get(key, key)
         if key not in _FIELD_TYPES or key in _NOT_IN_FILES:
             hint = " (put the key in CLIPDROP_API_KEY or api-key-file)" if key == "api_key" else ""
             raise ConfigError(f"{path}: unknown key '{raw_key}'{hint}")
-        values[key] = _coerce(key, value, str(path))
+        values[key] = _coerce(key, value, str(path), key=raw_key, base=path.parent)
+    _check_alone(values, str(path))
     return values
+
+
+def _check_alone(values: dict[str, Any], source: str) -> None:
+    """Range checks on the values of one source, so an error names the file (or the environment)."""
+    try:
+        Settings(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 _ENV = {
@@ -216,6 +239,7 @@ def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
     for var, name in _ENV.items():
         if env.get(var):
             values[name] = env[var] if name == "api_key" else _coerce(name, env[var], f"environment {var}")
+            _check_alone({name: values[name]}, f"environment {var}")
     return values
 
 

@@ -148,3 +148,10 @@ def test_a_users_code_type_checks_against_the_public_names(tmp_path: Path) -> No
     wrong = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(bad)],
                            capture_output=True, text=True, cwd=tmp_path)
     assert wrong.returncode == 1 and "Incompatible types" in wrong.stdout  # the names are typed, not `object`
+
+
+def test_settings_that_ask_for_a_dry_run_are_never_run(tree: Path) -> None:
+    engine = FakeEngine()
+    with pytest.raises(ConfigError, match="dry run"):
+        anyio.run(lambda: run_batch(settings_for(tree, dry_run=True), engine=engine))
+    assert engine.calls == [] and not (tree / "out").exists()

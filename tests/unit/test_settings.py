@@ -19,7 +19,11 @@ def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
      ("ratee = 3\n", "unknown key 'ratee'"),
      ("api-key = \"sk-1\"\n", "CLIPDROP_API_KEY"),
      ("rate = [\n", "not valid TOML"),
-     ("engine = \"gpu\"\n", "engine must be one of")],
+     ("engine = \"gpu\"\n", "engine must be one of"),
+     ("rate = 0\n", "rate must be a positive number"),
+     ("concurrency = 2.7\n", "key 'concurrency' must be a whole number, not 2.7"),
+     ("quality = true\n", "key 'quality' must be a whole number, not True"),
+     ("rate = true\n", "key 'rate' must be a number, not True")],
 )
 def test_config_errors_name_the_file_and_key(tmp_path: Path, text: str, words: str) -> None:
     config = tmp_path / "bad.toml"
@@ -27,8 +31,30 @@ def test_config_errors_name_the_file_and_key(tmp_path: Path, text: str, words: s
     with pytest.raises(ConfigError) as info:
         build_settings({}, config_file=config, env={})
     assert words in str(info.value)
-    if "engine" not in words:
-        assert str(config) in str(info.value)
+    assert str(config) in str(info.value)  # every error names the file
+
+
+def test_config_keys_are_the_options_names_and_paths_are_relative_to_the_file(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    config = folder / "job.toml"
+    config.write_text('out = "cleaned"\nmasks = "m"\nmask = "/abs/logo.png"\nthreshold = 100\n'
+                      'api-key-file = "~/key"\n')
+    monkeypatch.chdir(tmp_path)  # elsewhere: the paths follow the file, not the working folder
+    s = build_settings({}, config_file=config, env={})
+    assert s.out_dir == folder / "cleaned" and s.masks_dir == folder / "m"
+    assert s.mask_file == Path("/abs/logo.png") and s.mask_threshold == 100
+    assert s.api_key_file == Path("~/key").expanduser()
+    old_names = folder / "old.toml"
+    old_names.write_text('out-dir = "o"\nmask-threshold = 90\n')  # the settings' own names still work
+    s = build_settings({}, config_file=old_names, env={})
+    assert s.out_dir == folder / "o" and s.mask_threshold == 90
+
+
+def test_an_environment_value_out_of_range_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="environment BATCH_INPAINT_RATE: rate must be a positive number"):
+        build_settings({}, env={"BATCH_INPAINT_RATE": "inf"})
 
 
 def test_missing_key_is_a_config_error_and_key_file_is_read(tmp_path: Path) -> None:

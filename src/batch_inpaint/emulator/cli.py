@@ -55,6 +55,8 @@ def run_emulator(args: argparse.Namespace) -> int:
     from .config import EmulatorConfig
     from .server import serve
 
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together: give both to serve HTTPS, neither for HTTP")
     try:
         config = EmulatorConfig(
             keys=_pairs(args.key, "key") or {"test-key": 1000.0}, rate_per_minute=args.rate, window=args.window,

@@ -88,10 +88,10 @@ class FileBoard:
         self._fd: int | None = None
 
     async def open(self) -> str:
-        try:
-            import fcntl  # noqa: F401  (POSIX only: elsewhere the run paces alone)
-        except ImportError:
-            raise BoardError("file locks are not available on this system") from None
+        import importlib.util
+
+        if importlib.util.find_spec("fcntl") is None:  # POSIX only: elsewhere the run paces alone
+            raise BoardError("file locks are not available on this system")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
