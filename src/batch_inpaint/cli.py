@@ -154,7 +154,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "run":
         from .pipes import Forgiving
 
-        sys.stdout, sys.stderr = Forgiving(sys.stdout), Forgiving(sys.stderr)  # type: ignore[assignment]
+        sys.stdout, sys.stderr = Forgiving(sys.stdout), Forgiving(sys.stderr)
     try:
         if args.command in ("run", "plan"):
             settings = build_settings(_flags(args), config_file=args.config)

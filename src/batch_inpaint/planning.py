@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from .errors import InvalidInput
+from .exitcodes import ExitCode
 from .pairing import Pair
 from .preflight import PreflightOptions, prepare
 from .roles import masks_inside_input
@@ -17,7 +19,12 @@ from .engines.base import request_hash
 from .runner import check_inputs, engine_endpoint, engine_shaping
 from .settings import Settings, settings_hash
 from .store import MemoryStore, SqliteStore, Store
-from .triage import Triage, walked_chunks
+from .triage import GAVE_UP, Triage, walked_chunks
+
+
+#: Items the manifest holds and a run would leave as they are, counted where a first plan counts them.
+_SKIPPED_AS = {"no_mask": "no_mask", "empty_mask": "empty_mask", "failed": "kept_failed", "invalid": "kept_failed",
+               GAVE_UP: "kept_failed"}
 
 
 @dataclass
@@ -71,7 +78,8 @@ async def plan(settings: Settings) -> Plan:
         async for chunk in walked_chunks(settings):
             sorted_ = await triage.sort(chunk)
             result.orphans += len(sorted_.orphans)
-            result.outcome["already done or kept"] += sum(sorted_.skipped.values())
+            for status, count in sorted_.skipped.items():  # by what the manifest says of them
+                result.outcome[_SKIPPED_AS.get(status, "already")] += count
             result.outcome["adopt"] += len(sorted_.adopted)
             result.outcome["no_mask"] += len(sorted_.no_mask)
             checked = [("invalid", pair.key, why, "") for pair, why in sorted_.invalid]
@@ -107,6 +115,7 @@ async def _check_all(pairs: list[Pair], options: PreflightOptions,
 
 
 def print_plan(settings: Settings) -> int:
+    """Print what a run would do and cost; exits as the run would (1 when items are invalid or failed before)."""
     result = anyio.run(plan, settings)
     outcome = result.outcome
     inside = masks_inside_input(settings)
@@ -116,14 +125,27 @@ def print_plan(settings: Settings) -> int:
     print(f"ready to send: {outcome['ready']}")
     print(f"need a fix first: {outcome['fix']}")
     print(f"invalid: {outcome['invalid']}")
+    print(f"failed or invalid in an earlier run (retried when their files change, or with --retry-failed): "
+          f"{outcome['kept_failed']}")
     print(f"without a mask: {outcome['no_mask']}; empty masks (nothing to remove): {outcome['empty_mask']}")
     print(f"masks without an image: {result.orphans}")
-    print(f"already done (skipped): {outcome['already done or kept']}")
+    print(f"already done (skipped): {outcome['already']}")
     print(f"made again from answers already paid for (no request): {outcome['reuse']}")
     print(f"outputs already there, taken as done (no request; --force redoes them): {outcome['adopt']}")
     if settings.engine == "clipdrop":
         print(f"credits needed: {result.credits} (identical pairs are sent once)")
-        print(f"time at {settings.rate:g}/min: about {result.credits / settings.rate:.1f} min")
+        print(f"time at {settings.rate:g}/min: about {duration(result.credits / settings.rate * 60)}")
     for kind, key, why in result.reasons:
         print(f"  {kind}: {key}: {why}")
-    return 0
+    return int(ExitCode.FAILED if outcome["invalid"] or outcome["kept_failed"] else ExitCode.OK)
+
+
+def duration(seconds: float) -> str:
+    """Rounded up, in the largest unit that keeps it readable: 40 s, 3 min, 2 h 05 min."""
+    whole = math.ceil(seconds)
+    if whole < 90:
+        return f"{whole} s"
+    minutes = math.ceil(whole / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -81,7 +81,7 @@ def test_plan_says_what_a_run_would_do_and_sends_nothing(emulator, corpus_dir: P
     emu = emulator()
     result = run_cli("plan", str(corpus_dir / "photos"), "--masks", str(corpus_dir / "masks"),
                      "--out", str(tmp_path / "out"), "--api-url", emu.url, key="test-key")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # as the run would: some items are invalid
     text = result.stdout
     assert "invalid: 7" in text and "without a mask: 1" in text and "empty masks (nothing to remove): 1" in text
     assert "masks without an image: 1" in text

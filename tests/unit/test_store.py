@@ -177,7 +177,9 @@ async def test_a_manifest_of_the_first_schema_is_migrated(tmp_path: Path) -> Non
         db.executescript(migrations[1])
         db.execute("INSERT INTO items (key, status) VALUES ('a.jpg', 'failed')")
         db.execute("PRAGMA user_version = 1")
-    store = SqliteStore(path, create=False)
+    with pytest.raises(ManifestError, match="older batch-inpaint: a run with this version upgrades it"):
+        SqliteStore(path, create=False)  # reading (status, export, plan) changes nothing, not even the schema
+    store = SqliteStore(path)
     try:
         assert (await store.lookup(["a.jpg"]))["a.jpg"].failed_runs == 0
     finally:

@@ -49,12 +49,12 @@ class SqliteStore:
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            target = str(path) if create else f"{path.resolve().as_uri()}?mode=rw"
-            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=30,
-                                       uri=not create)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+                self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+            else:
+                self._db = self._open_read_only(path)
         except (sqlite3.DatabaseError, OSError) as exc:
             raise ManifestError(f"{path}: cannot open the manifest: {exc}") from None
 
@@ -85,6 +85,28 @@ class SqliteStore:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise ManifestError(f"{self.path}: cannot write the manifest: {exc}") from None
+
+    @staticmethod
+    def _open_read_only(path: Path) -> sqlite3.Connection:
+        """Read only, so `status` works on a folder it may not write to. A WAL manifest needs its
+        shared-memory file; where that cannot be made (a read-only folder, no run active) the file is
+        read as it stands (``immutable``)."""
+        uri = path.resolve().as_uri()
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            db = sqlite3.connect(f"{uri}?{query}", isolation_level=None, check_same_thread=False, timeout=30,
+                                 uri=True)
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.OperationalError:
+                db.close()
+                continue
+            if version != SCHEMA_VERSION:
+                db.close()
+                newer = "a newer batch-inpaint: upgrade to read it" if version > SCHEMA_VERSION else \
+                    "an older batch-inpaint: a run with this version upgrades it"
+                raise ManifestError(f"{path}: the manifest was written by {newer}")
+            return db
+        raise sqlite3.OperationalError("unable to open database file read-only")
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
