@@ -213,7 +213,8 @@ def _run(settings: Any) -> int:
             tg.cancel_scope.cancel()
         if result is None:
             return early_signal[0] if early_signal else ExitCode.INTERRUPTED
-        print(summary(result.stats, result.exit_code, result.stop_reason), file=sys.stderr, flush=True)
+        print(summary(result.stats, result.exit_code, result.stop_reason, local=settings.engine == "local"),
+              file=sys.stderr, flush=True)
         return result.exit_code
 
     importlib.import_module(f".engines.{settings.engine}", __package__)  # loaded before gc.freeze below

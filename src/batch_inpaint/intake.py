@@ -69,15 +69,17 @@ class Intake:
             if status in ("done", "empty_mask"):
                 stats.already_done += count
             elif status == "no_mask":
-                stats.no_mask += count
+                stats.without_mask([], earlier=count)
             elif status == GAVE_UP:
                 stats.kept_gave_up += count
             else:
                 stats.kept_failed += count
-        stats.no_mask += len(sorted_.no_mask)
+        stats.without_mask([pair.key for pair in sorted_.no_mask])
         for pair, reason in sorted_.invalid:
             stats.problem(pair.key, "invalid", reason)
-        stats.due += len(sorted_.due)
+        for folder in sorted_.unreadable:
+            stats.problem(folder.rel, "invalid", folder.reason)
+        stats.due += len(sorted_.due) + len(sorted_.invalid) + len(sorted_.unreadable)
         return sorted_.due
 
     async def _preflight_loop(self, due: MemoryObjectReceiveStream[Pair], ready: MemoryObjectSendStream[Prepared]) -> None:

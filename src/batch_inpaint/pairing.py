@@ -10,7 +10,7 @@ import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Union
 
 from .errors import ConfigError
 from .settings import Settings
@@ -66,6 +66,18 @@ class OrphanMask:
 
 
 @dataclass(frozen=True, slots=True)
+class UnreadableFolder:
+    """A folder the walk could not list: its pictures are left out, and the run reports it as it
+    reports an invalid item (not recorded: once readable, its pictures are simply walked)."""
+
+    rel: str
+    reason: str
+
+
+Walked = Union[Pair, OrphanMask, UnreadableFolder]
+
+
+@dataclass(frozen=True, slots=True)
 class PairingRules:
     masks_dir: Path | None = None
     mask_file: Path | None = None
@@ -78,7 +90,7 @@ class PairingRules:
     skip_dir: str | None = None
 
 
-def pairs_for(s: Settings) -> Iterator["Pair | OrphanMask"]:
+def pairs_for(s: Settings) -> Iterator["Walked"]:
     """Every pair the settings describe: the explicit list when there is one, else the walk."""
     if s.pairs_file is not None:
         from .pairs_file import read_pairs_file
@@ -132,7 +144,7 @@ class _Folder:
 _STAT_BY_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
 
 
-def walk(root: Path, rules: PairingRules) -> Iterator[Pair | OrphanMask]:
+def walk(root: Path, rules: PairingRules) -> Iterator[Walked]:
     """Yield a Pair for every image under ``root`` and an OrphanMask for every mask without an image."""
     if not root.is_dir():
         raise ConfigError(f"{root}: input folder not found or not a folder")
@@ -144,7 +156,7 @@ def walk(root: Path, rules: PairingRules) -> Iterator[Pair | OrphanMask]:
     yield from _walk_dir(str(root), "", rules, seen_dirs)
 
 
-def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[tuple[int, int]]) -> Iterator[Pair | OrphanMask]:
+def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[tuple[int, int]]) -> Iterator[Walked]:
     follow = rules.follow_symlinks
     if follow:
         st = os.stat(directory)
@@ -168,7 +180,9 @@ def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[
                             files.append((name, stem))
                 except OSError:
                     continue
-    except OSError:
+    except OSError as exc:
+        yield UnreadableFolder(rel_dir or "./", f"the folder cannot be read ({exc.strerror or exc}): its pictures "
+                                                "were left out")
         return
     files.sort()
     subdirs.sort()
@@ -182,7 +196,7 @@ def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[
 
 def _pairs_in_dir(
     directory: str, rel_dir: str, files: list[tuple[str, str]], rules: PairingRules
-) -> Iterator[Pair | OrphanMask]:
+) -> Iterator[Walked]:
     sibling_mode = rules.masks_dir is None and rules.mask_file is None
     suffix = rules.mask_suffix
     images: list[tuple[str, str]] = []  # (name, stem)
@@ -192,8 +206,11 @@ def _pairs_in_dir(
             masks.setdefault(stem[: -len(suffix)], name)
         else:
             images.append((name, stem))
+    left_out: set[str] = set()  # the masks of images left out by --include/--exclude are not orphans
     if rules.include or rules.exclude:
-        images = [(n, s) for n, s in images if _selected(rel_dir + n, rules)]
+        kept = [(n, s) for n, s in images if _selected(rel_dir + n, rules)]
+        left_out = {s for _, s in images} - {s for _, s in kept}
+        images = kept
     stems = [stem for _, stem in images]
     clashing = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
     here = _Folder(directory)
@@ -202,7 +219,7 @@ def _pairs_in_dir(
         mask_folder = _Folder(str(rules.masks_dir / rel_dir) if rel_dir else str(rules.masks_dir))
         masks = _mirror_masks(mask_folder.path)
     try:
-        yield from _pairs(here, mask_folder, rel_dir, images, masks, clashing, rules)
+        yield from _pairs(here, mask_folder, rel_dir, images, masks, clashing, rules, left_out)
     finally:
         here.close()
         mask_folder.close()
@@ -210,8 +227,8 @@ def _pairs_in_dir(
 
 def _pairs(
     here: _Folder, mask_folder: _Folder, rel_dir: str, images: list[tuple[str, str]], masks: dict[str, str],
-    clashing: set[str], rules: PairingRules,
-) -> Iterator[Pair | OrphanMask]:
+    clashing: set[str], rules: PairingRules, left_out: set[str],
+) -> Iterator[Walked]:
     fixed_mask = str(rules.mask_file) if rules.mask_file is not None else None
     fixed_sig = FileSig.of(rules.mask_file) if rules.mask_file is not None else None
     used: set[str] = set()
@@ -236,7 +253,7 @@ def _pairs(
             continue
         yield Pair(key, image_file, mask_file, base, image_sig, mask_sig)
     if fixed_mask is None:
-        for stem in sorted(set(masks) - used):
+        for stem in sorted(set(masks) - used - left_out):
             yield OrphanMask(Path(f"{mask_dir}/{masks[stem]}"))
 
 

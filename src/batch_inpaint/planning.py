@@ -83,6 +83,7 @@ async def plan(settings: Settings) -> Plan:
             result.outcome["adopt"] += len(sorted_.adopted)
             result.outcome["no_mask"] += len(sorted_.no_mask)
             checked = [("invalid", pair.key, why, "") for pair, why in sorted_.invalid]
+            checked += [("invalid", folder.rel, folder.reason, "") for folder in sorted_.unreadable]
             checked += await _check_all(sorted_.due, options, cpu)
             for kind, key, why, payload in checked:
                 if payload:

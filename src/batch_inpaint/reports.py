@@ -13,9 +13,12 @@ from .stats import RunStats
 from .store import ItemRecord, Store
 
 EXPORT_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
+#: Items a summary or `status` names one by one before "... and N more".
+LISTED = 50
 
 
-def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
+def summary(stats: RunStats, exit_code: int, stop_reason: str | None, *, local: bool = False) -> str:
+    """The end of a run in a few lines; ``local``: the offline engine, which sends no request and pays nothing."""
     counts = [(stats.done, "done"), (stats.copied, "made from an identical pair's answer"),
               (stats.reencoded, "made again from answers already paid for"),
               (stats.adopted, "already in the output folder, taken as done (--force redoes them)"),
@@ -24,28 +27,32 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
               (stats.kept_gave_up, "failed on server or network errors in several runs in a row "
                                    "(retry them with --retry-failed)"),
               (stats.no_mask, "without a mask"), (stats.empty_mask, "with an empty mask")]
-    shown = ", ".join(f"{n} {what}" for n, what in counts if n) or "nothing to do"
-    lines = [
-        f"batch-inpaint: {stats.seen} images seen: {shown}",
-        f"requests {stats.requests} (retries {stats.retries}, rate-limited {stats.rate_limited}), "
-        f"credits used {stats.credits_used}"
-        + (f", remaining {stats.remaining_credits}" if stats.remaining_credits is not None else "")
-        + (f", possibly charged twice {stats.possibly_charged}" if stats.possibly_charged else ""),
-    ]
+    counts.append((stats.left, "left pending (the next run continues)"))
+    shown = ", ".join(f"{n} {what}" for n, what in counts if n) or ("nothing to do" if exit_code == 0 else "nothing done")
+    lines = [f"batch-inpaint: {stats.seen} images seen: {shown}"]
+    if not local:
+        lines.append(f"requests {stats.requests} (retries {stats.retries}, rate-limited {stats.rate_limited}), "
+                     f"credits used {stats.credits_used}"
+                     + (f", remaining {stats.remaining_credits}" if stats.remaining_credits is not None else "")
+                     + (f", possibly charged twice {stats.possibly_charged}" if stats.possibly_charged else ""))
     lines.extend(f"note: {text}" for text in stats.notices[stats.notices_shown:])
     if stats.answers_kept:
         lines.append(f"answers kept for a later change of output format: {stats.answers_kept} "
                      f"({stats.answers_kept_bytes / 1e6:.1f} MB; --no-keep-answers to skip)")
     if stats.fixes:
         lines.append("fixed before upload: " + ", ".join(f"{k} ({v})" for k, v in sorted(stats.fixes.items())))
-    for key, status, reason in stats.problems:
+    for key, status, reason in stats.problems[:LISTED]:
         lines.append(f"  {status}: {key}: {reason}")
-    if stats.failed + stats.invalid > len(stats.problems):
-        lines.append(f"  ... and {stats.failed + stats.invalid - len(stats.problems)} more (batch-inpaint status)")
-    for key, note in stats.notes[:50]:
+    lines.extend(_more(stats.failed + stats.invalid, LISTED, "failed or invalid"))
+    for key in stats.no_mask_keys[:LISTED]:
+        lines.append(f"  without a mask: {key}")
+    lines.extend(_more(len(stats.no_mask_keys) + stats.no_mask_more, LISTED, "without a mask"))
+    for key, note in stats.notes[:LISTED]:
         lines.append(f"  note: {key}: {note}")
-    for path in stats.orphans[:50]:
+    lines.extend(_more(stats.noted, LISTED, "notes"))
+    for path in stats.orphans[:LISTED]:
         lines.append(f"  mask without an image: {path}")
+    lines.extend(_more(stats.orphan_masks, LISTED, "masks without an image"))
     if stop_reason:
         lines.append(f"stopped: {stop_reason}")
     lines.append(f"exit code {exit_code}")
@@ -68,10 +75,19 @@ async def status_report(store: Store) -> str:
         twice = sum(r.possibly_charged_twice or 0 for r in runs)
         if twice:
             lines.append(f"items resent after a crash (possibly charged twice): {twice}")
-    for problem in await store.problems(50):
+    problems = counts.get("failed", 0) + counts.get("invalid", 0)
+    for problem in await store.problems(LISTED):
         code = f" (HTTP {problem.error_status})" if problem.error_status else ""
         lines.append(f"  {problem.status}: {problem.key}{code}: {problem.error}")
+    lines.extend(_more(problems, LISTED, "failed or invalid"))
+    for item in await store.problems(LISTED, ("no_mask",)):
+        lines.append(f"  without a mask: {item.key}")
+    lines.extend(_more(counts.get("no_mask", 0), LISTED, "without a mask"))
     return "\n".join(lines)
+
+
+def _more(total: int, listed: int, what: str) -> list[str]:
+    return [f"  ... and {total - listed} more {what} (batch-inpaint export lists every item)"] if total > listed else []
 
 
 def _when(ts: float | None) -> str:

@@ -38,6 +38,11 @@ class RunStats:
     credits_used: Decimal = Decimal(0)
     remaining_credits: Decimal | None = None
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Images of this run without a mask, by name (up to MAX_LISTED); ``no_mask_more`` counts the rest,
+    #: and those an earlier run recorded.
+    no_mask_keys: list[str] = field(default_factory=list)
+    no_mask_more: int = 0
+    noted: int = 0
     notes: list[tuple[str, str]] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     fixes: dict[str, int] = field(default_factory=dict)
@@ -56,7 +61,20 @@ class RunStats:
         if len(self.problems) < MAX_LISTED:
             self.problems.append((key, status, reason))
 
+    def without_mask(self, keys: list[str], earlier: int = 0) -> None:
+        self.no_mask += len(keys) + earlier
+        room = max(0, MAX_LISTED - len(self.no_mask_keys))
+        self.no_mask_keys.extend(keys[:room])
+        self.no_mask_more += len(keys[room:]) + earlier
+
+    @property
+    def left(self) -> int:
+        """Due items with no outcome yet: the next run takes them up."""
+        settled = self.done + self.copied + self.reencoded + self.failed + self.invalid + self.empty_mask
+        return max(0, self.due - settled)
+
     def note(self, key: str, text: str) -> None:
+        self.noted += 1
         if len(self.notes) < MAX_LISTED:
             self.notes.append((key, text))
 
@@ -71,7 +89,7 @@ class RunStats:
 
     def fixed(self, fixes: tuple[str, ...]) -> None:
         for fix in fixes:
-            kind = re.sub(r"\d+x\d+|\d+px", "N", fix)
+            kind = re.sub(r" (from |by |to )?(\d+x\d+|\d+px)", "", fix)  # "downscaled for the API, ..."
             self.fixes[kind] = self.fixes.get(kind, 0) + 1
 
     @property

@@ -14,7 +14,7 @@ from typing import AsyncIterator, Iterator, TypeVar
 
 import anyio
 
-from .pairing import FileSig, OrphanMask, Pair, pairs_for
+from .pairing import FileSig, OrphanMask, Pair, UnreadableFolder, Walked, pairs_for
 from .preflight import digest
 from .settings import Settings
 from .store import ItemRow, OutputRecord, SeenItem, Store
@@ -137,6 +137,7 @@ class Sorted:
     no_mask: list[Pair] = field(default_factory=list)
     invalid: list[tuple[Pair, str]] = field(default_factory=list)
     orphans: list[OrphanMask] = field(default_factory=list)
+    unreadable: list[UnreadableFolder] = field(default_factory=list)
 
     @property
     def pairs(self) -> int:
@@ -161,8 +162,9 @@ class Triage:
         self._outputs = OutputIndex(settings.out_dir)
         self._cpu = cpu
 
-    async def sort(self, chunk: list[Pair | OrphanMask]) -> Sorted:
-        result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)])
+    async def sort(self, chunk: list[Walked]) -> Sorted:
+        result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)],
+                        unreadable=[item for item in chunk if isinstance(item, UnreadableFolder)])
         pairs = [item for item in chunk if isinstance(item, Pair)]
         rows = await self.store.lookup([p.key for p in pairs])
         undecided = await anyio.to_thread.run_sync(self._classify, pairs, rows, result)
@@ -239,7 +241,7 @@ def _same_content(pair: Pair, image_hash: str | None, mask_hash: str | None) -> 
         return False
 
 
-async def walked_chunks(settings: Settings, size: int = WALK_CHUNK) -> AsyncIterator[list[Pair | OrphanMask]]:
+async def walked_chunks(settings: Settings, size: int = WALK_CHUNK) -> AsyncIterator[list[Walked]]:
     """The walk (`pairing.pairs_for`) in chunks, each taken in a worker thread: the walk stats files."""
     source = pairs_for(settings)
     while chunk := await anyio.to_thread.run_sync(_take, source, size):

@@ -62,3 +62,38 @@ def test_status_export_and_plan_read_a_folder_they_cannot_write(photos: Path, tm
     plan = read_only("plan", *_local(photos, out))
     assert plan.returncode == 0 and "already done (skipped): 8" in plan.stdout, plan.stderr
     assert sorted(p.name for p in (out / ".batch-inpaint").iterdir()) == before
+
+
+def test_images_without_a_mask_are_named_and_long_lists_say_how_many_more(tmp_path: Path) -> None:
+    from batch_inpaint.synthetic import write_tree
+
+    write_tree(tmp_path / "data", [f"img{i:02d}" for i in range(60)], size=(32, 24), seed=4)
+    for i in range(55):  # 55 images without a mask: 50 named, then "and 5 more"
+        (tmp_path / "data" / "masks" / f"img{i:02d}.png").unlink()
+    out = tmp_path / "out"
+    run = run_cli("run", *_local(tmp_path / "data", out, "--progress", "none"))
+    assert run.returncode == 0, run.stderr
+    assert "  without a mask: img00.jpg" in run.stderr and "  without a mask: img49.jpg" in run.stderr
+    assert "  without a mask: img50.jpg" not in run.stderr
+    assert "... and 5 more without a mask" in run.stderr
+    assert "requests" not in run.stderr  # the local engine sends none
+    status = run_cli("status", str(out)).stdout
+    assert "  without a mask: img00.jpg" in status and "... and 5 more without a mask" in status
+
+
+def test_masks_of_images_left_out_by_include_are_not_orphans(photos: Path, tmp_path: Path) -> None:
+    done = run_cli("run", *_local(photos, tmp_path / "out", "--include", "a.jpg", "--progress", "none"))
+    assert done.returncode == 0, done.stderr
+    assert "without an image" not in done.stderr
+    (photos / "photos" / "b.jpg").unlink()  # b's mask is now a real orphan
+    again = run_cli("run", *_local(photos, tmp_path / "out", "--progress", "none"))
+    assert "mask without an image: " in again.stderr and "b.png" in again.stderr
+
+
+def test_a_run_stopped_by_a_rejected_key_does_not_say_nothing_to_do(photos: Path, tmp_path: Path, emulator) -> None:
+    emu = emulator()
+    done = run_cli("run", str(photos / "photos"), "--masks", str(photos / "masks"), "--out", str(tmp_path / "out"),
+                   "--api-url", emu.url, "--progress", "none", key="not-the-key")
+    assert done.returncode == 3, done.stderr
+    assert "nothing to do" not in done.stderr
+    assert "left pending (the next run continues)" in done.stderr

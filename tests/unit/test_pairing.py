@@ -116,3 +116,24 @@ def test_pairs_file_csv_and_jsonl_with_unsafe_paths(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("picture,mask\nx,y\n")
     with pytest.raises(ConfigError, match="header"):
         list(read_pairs_file(tmp_path / "bad.csv"))
+
+
+def test_a_folder_that_cannot_be_read_is_reported_not_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root nothing is unreadable, so os.scandir is made to refuse one folder."""
+    from batch_inpaint.pairing import UnreadableFolder
+    from batch_inpaint.synthetic import write_tree
+
+    write_tree(tmp_path / "data", ["a", "locked/b", "locked/c"], size=(32, 24))
+    real = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if str(path).endswith("/photos/locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    walked = list(walk(tmp_path / "data" / "photos", PairingRules(masks_dir=tmp_path / "data" / "masks")))
+    folders = [w for w in walked if isinstance(w, UnreadableFolder)]
+    assert [f.rel for f in folders] == ["locked/"]
+    assert "Permission denied" in folders[0].reason and "left out" in folders[0].reason
+    assert [w.key for w in walked if hasattr(w, "key")] == ["a.jpg"]

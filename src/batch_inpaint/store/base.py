@@ -15,6 +15,8 @@ from typing import Any, AsyncIterator, Literal, Mapping, NamedTuple, Protocol, S
 from ..pairing import FileSig
 
 STATUSES = ("pending", "in_flight", "done", "failed", "invalid", "no_mask", "empty_mask")
+#: The statuses `Store.problems` lists by default: items that did not come out.
+PROBLEMS = ("failed", "invalid")
 Problem = Literal["failed", "invalid"]
 
 
@@ -189,7 +191,7 @@ class Store(Protocol):
 
     async def counts(self) -> dict[str, int]: ...
 
-    async def problems(self, limit: int) -> list[ItemProblem]: ...
+    async def problems(self, limit: int, statuses: tuple[str, ...] = PROBLEMS) -> list[ItemProblem]: ...
 
     async def credits_spent(self) -> Decimal: ...
 

@@ -10,7 +10,8 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 
 from ..pairing import FileSig
 from .base import (
-    AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord, SeenItem,
+    PROBLEMS, AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
+    SeenItem,
 )
 
 _EMPTY: dict[str, Any] = {
@@ -111,9 +112,9 @@ class MemoryStore:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         return counts
 
-    async def problems(self, limit: int) -> list[ItemProblem]:
+    async def problems(self, limit: int, statuses: tuple[str, ...] = PROBLEMS) -> list[ItemProblem]:
         found = [ItemProblem(key, row["status"], row["error_status"], row["error"])
-                 for key, row in sorted(self.rows.items()) if row["status"] in ("failed", "invalid")]
+                 for key, row in sorted(self.rows.items()) if row["status"] in statuses]
         return found[:limit]
 
     async def credits_spent(self) -> Decimal:

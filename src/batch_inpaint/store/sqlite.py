@@ -21,7 +21,8 @@ import anyio
 from ..errors import ManifestError
 from ..pairing import FileSig
 from .base import (
-    AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord, SeenItem,
+    PROBLEMS, AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
+    SeenItem,
 )
 from .schema import SCHEMA_VERSION, migrations
 
@@ -258,9 +259,10 @@ class SqliteStore:
         return {row[0]: row[1] for row in self._db.execute("SELECT status, COUNT(*) FROM items GROUP BY status")}
 
     @_in_thread
-    def problems(self, limit: int) -> list[ItemProblem]:
-        rows = self._db.execute("SELECT key, status, error_status, error FROM items WHERE status IN ('failed', 'invalid')"
-                                " ORDER BY key LIMIT ?", (limit,))
+    def problems(self, limit: int, statuses: tuple[str, ...] = PROBLEMS) -> list[ItemProblem]:
+        marks = ", ".join("?" * len(statuses))
+        rows = self._db.execute(f"SELECT key, status, error_status, error FROM items WHERE status IN ({marks})"
+                                " ORDER BY key LIMIT ?", (*statuses, limit))
         return [ItemProblem(*row) for row in rows]
 
     @_in_thread
