@@ -263,8 +263,8 @@ def _report(args: argparse.Namespace) -> int:
                 return 0
             if args.output:
                 with args.output.open("w", encoding="utf-8", newline="") as fh:
-                    return await export(store, args.format, fh)
-            return await export(store, args.format, sys.stdout)
+                    return await export(store, args.format, fh, args.out_dir)
+            return await export(store, args.format, sys.stdout, args.out_dir)
         finally:
             await store.aclose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import time
 from pathlib import Path
@@ -94,20 +95,27 @@ def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def _row(item: ItemRecord) -> dict[str, object]:
+def _row(item: ItemRecord, out_dir: Path | None) -> dict[str, object]:
+    """One item as `export` writes it: paths absolute (the output's from ``out_dir``), times ISO-8601 UTC."""
     row: dict[str, object] = {column: getattr(item, column) for column in EXPORT_COLUMNS}
     row["fixes"] = json.dumps(list(item.fixes)) if item.fixes else None
     row["warnings"] = json.dumps(list(item.warnings)) if item.warnings else None
+    if item.output_path and out_dir is not None:
+        row["output_path"] = str((out_dir / item.output_path).absolute())
+    for column in ("started_at", "finished_at"):
+        stamp = getattr(item, column)
+        row[column] = None if stamp is None else \
+            datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).isoformat(timespec="milliseconds")
     return row
 
 
-async def export(store: Store, fmt: str, stream: TextIO) -> int:
+async def export(store: Store, fmt: str, stream: TextIO, out_dir: Path | None = None) -> int:
     count = 0
     writer = csv.DictWriter(stream, fieldnames=EXPORT_COLUMNS) if fmt == "csv" else None
     if writer is not None:
         writer.writeheader()
     async for item in store.items():
-        row = _row(item)
+        row = _row(item, out_dir)
         if writer is not None:
             writer.writerow(row)
         else:

@@ -55,6 +55,11 @@ class OutputIndex:
         return name in self._names
 
 
+def _absolute(path: str | Path | None) -> str | None:
+    """As the manifest records a file: absolute, so `export` means the same file from any folder."""
+    return None if path is None else os.path.abspath(path)
+
+
 def _same(sig: FileSig | None, size: int | None, mtime_ns: int | None) -> bool:
     if sig is None:
         return size is None
@@ -179,8 +184,8 @@ class Triage:
                 adoption = await self._adopt(pair)
                 if adoption is not None:
                     result.adopted.append(adoption)
-                    seen.append(SeenItem(pair.key, str(pair.image), str(pair.mask), pair.image_sig, pair.mask_sig,
-                                         "pending"))
+                    seen.append(SeenItem(pair.key, os.path.abspath(pair.image), _absolute(pair.mask), pair.image_sig,
+                                         pair.mask_sig, "pending"))
                     continue
             seen.append(self._seen(pair, result))
         if seen and self.record:
@@ -221,7 +226,7 @@ class Triage:
         else:
             status, error = "pending", None
             result.due.append(pair)
-        return SeenItem(pair.key, str(pair.image), str(pair.mask) if pair.mask else None, pair.image_sig,
+        return SeenItem(pair.key, os.path.abspath(pair.image), _absolute(pair.mask), pair.image_sig,
                         pair.mask_sig, status, error)
 
     async def _unchanged(self, pair: Pair, row: ItemRow) -> bool:

@@ -97,3 +97,22 @@ def test_a_run_stopped_by_a_rejected_key_does_not_say_nothing_to_do(photos: Path
     assert done.returncode == 3, done.stderr
     assert "nothing to do" not in done.stderr
     assert "left pending (the next run continues)" in done.stderr
+
+
+def test_export_gives_absolute_paths_and_iso_times(photos: Path, tmp_path: Path, monkeypatch) -> None:
+    import csv
+    import io
+    import os
+
+    monkeypatch.chdir(tmp_path)  # relative paths on the command line, export read from elsewhere
+    rel = os.path.relpath(photos, tmp_path)
+    assert run_cli("run", f"{rel}/photos", "--masks", f"{rel}/masks", "--out", "out", "--engine", "local",
+                   "--progress", "none").returncode == 0
+    monkeypatch.chdir(photos)
+    text = run_cli("export", str(tmp_path / "out")).stdout
+    rows = list(csv.DictReader(io.StringIO(text)))
+    row = next(r for r in rows if r["key"] == "a.jpg")
+    assert row["image_path"] == str(photos / "photos" / "a.jpg")
+    assert row["mask_path"] == str(photos / "masks" / "a.png")
+    assert row["output_path"] == str(tmp_path / "out" / "a.png") and Path(row["output_path"]).is_file()
+    assert row["finished_at"].endswith("+00:00") and row["finished_at"][:4].isdigit() and "T" in row["finished_at"]
