@@ -18,7 +18,8 @@ from . import __version__
 from .errors import BatchInpaintError, ConfigError, LockHeld, ManifestError
 from .exitcodes import ExitCode
 from .settings import (
-    ENGINES, EXPORT_FORMATS, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, build_settings,
+    ENGINES, EXPORT_FORMATS, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, SUMMARY_FORMATS,
+    build_settings,
 )
 
 
@@ -75,6 +76,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                         "costs a credit a picture)")
     g.add_argument("--dry-run", action="store_const", const=True, help="plan only: walk and preflight, no request")
     g.add_argument("--progress", choices=PROGRESS_MODES, help="progress display (default auto)")
+    g.add_argument("--summary", choices=SUMMARY_FORMATS, help="json: also print the summary as one JSON object on "
+                   "standard output, for scripts (default text)")
 
 
 _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
@@ -82,7 +85,7 @@ _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file"
                   "rate_window", "limiter", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
                   "outage_seconds", "manifest", "retry_failed", "force", "adopt_existing",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
-                  "output_format", "quality", "keep_answers", "dry_run", "progress")
+                  "output_format", "quality", "keep_answers", "dry_run", "progress", "summary")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,7 +185,7 @@ def _run(settings: Any) -> int:
 
     from . import progress
     from .control import RunControl
-    from .reports import summary
+    from .reports import summary, summary_json
     from .runner import RunResult, run_batch
 
     started: list[RunControl] = []
@@ -215,6 +218,8 @@ def _run(settings: Any) -> int:
             return early_signal[0] if early_signal else ExitCode.INTERRUPTED
         print(summary(result.stats, result.exit_code, result.stop_reason, local=settings.engine == "local"),
               file=sys.stderr, flush=True)
+        if settings.summary == "json":
+            print(summary_json(result.stats, result.exit_code, result.stop_reason), flush=True)
         return result.exit_code
 
     importlib.import_module(f".engines.{settings.engine}", __package__)  # loaded before gc.freeze below

@@ -60,6 +60,18 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None, *, local: 
     return "\n".join(lines)
 
 
+def summary_json(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
+    """The summary as one JSON object, for scripts (``--summary json``)."""
+    return json.dumps({
+        "exit_code": exit_code, "stop_reason": stop_reason, "counts": stats.counts(), "left_pending": stats.left,
+        "credits_used": str(stats.credits_used),
+        "remaining_credits": None if stats.remaining_credits is None else str(stats.remaining_credits),
+        "problems": [{"key": k, "status": st, "reason": r} for k, st, r in stats.problems],
+        "without_mask": stats.no_mask_keys, "masks_without_image": stats.orphans, "notices": stats.notices,
+        "notes": [{"key": k, "note": n} for k, n in stats.notes], "fixes": stats.fixes,
+    })
+
+
 async def status_report(store: Store) -> str:
     counts = await store.counts()
     runs = await store.runs()

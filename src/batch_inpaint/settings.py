@@ -19,6 +19,7 @@ OUTPUT_FORMATS = ("png", "jpg", "webp")
 OVERSIZE = ("downscale", "crop", "fail")
 LOCAL_METHODS = ("telea", "ns")
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
+SUMMARY_FORMATS = ("text", "json")
 EXPORT_FORMATS = ("csv", "jsonl")
 
 
@@ -82,6 +83,8 @@ class Settings:
     quality: int = 92
     dry_run: bool = False
     progress: str = "auto"
+    #: The end-of-run summary: text on stderr, or also one JSON object on stdout ("json").
+    summary: str = "text"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -276,6 +279,7 @@ def validate(s: Settings) -> None:
     check(s.oversize in OVERSIZE, f"oversize must be one of {', '.join(OVERSIZE)}")
     check(s.local_method in LOCAL_METHODS, f"local method must be one of {', '.join(LOCAL_METHODS)}")
     check(s.progress in PROGRESS_MODES, f"progress must be one of {', '.join(PROGRESS_MODES)}")
+    check(s.summary in SUMMARY_FORMATS, f"summary must be one of {', '.join(SUMMARY_FORMATS)}")
     check(0 < s.rate < math.inf, "rate must be a positive number of requests per minute")
     check(0 < s.rate_window < math.inf, "rate window must be a positive number of seconds")
     check(s.limiter in ("host", "process") or s.limiter.startswith(("postgresql://", "postgres://")),

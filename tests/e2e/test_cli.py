@@ -116,3 +116,14 @@ def test_export_gives_absolute_paths_and_iso_times(photos: Path, tmp_path: Path,
     assert row["mask_path"] == str(photos / "masks" / "a.png")
     assert row["output_path"] == str(tmp_path / "out" / "a.png") and Path(row["output_path"]).is_file()
     assert row["finished_at"].endswith("+00:00") and row["finished_at"][:4].isdigit() and "T" in row["finished_at"]
+
+
+def test_summary_json_is_one_object_on_stdout(photos: Path, tmp_path: Path) -> None:
+    import json
+
+    (photos / "masks" / "b.png").unlink()
+    done = run_cli("run", *_local(photos, tmp_path / "out", "--progress", "none", "--summary", "json"))
+    summary = json.loads(done.stdout)
+    assert summary["exit_code"] == done.returncode == 0
+    assert summary["counts"]["done"] == 7 and summary["without_mask"] == ["b.jpg"]
+    assert "batch-inpaint: 8 images seen" in done.stderr  # the text summary stays on stderr for people
