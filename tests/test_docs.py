@@ -67,3 +67,42 @@ def test_the_emulator_refuses_half_a_tls_set_up(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "batch_inpaint", "emulator", "--port", "0",
                            "--tls-cert", str(tmp_path / "cert.pem")], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "--tls-cert and --tls-key go together" in done.stderr
+
+
+def test_the_readme_usage_is_the_help_usage() -> None:
+    usage = help_text("run").splitlines()[0]
+    block = README.split("## Usage", 1)[1].split("```")[1]
+    assert usage in block.splitlines()
+
+
+def test_help_shows_required_options_placeholders_examples_and_exit_codes() -> None:
+    run, top = help_text("run"), help_text()
+    assert run.startswith("usage: batch-inpaint run INPUT -o OUT ")  # required, so not in brackets
+    for placeholder in ("MASK_THRESHOLD", "INCLUDE", "EXCLUDE", "OUT_DIR", "MASKS_DIR", "MAX_CREDITS"):
+        assert placeholder not in run
+    for text in (run, top):
+        assert "examples:" in text and "exit codes:" in text
+        for code in ExitCode:
+            assert f"  {int(code):<4} " in text
+    for flag in ("-o OUT, --out OUT", "-c FILE, --config FILE", "-q, --quiet", "-v, --verbose"):
+        assert flag in run
+    plan = help_text("plan")
+    assert "--progress" not in plan and "--dry-run" not in plan and "--summary" not in plan
+    assert "--retry-failed" in plan  # it changes what a run would do, so what the plan says
+    for command in ("status", "export"):
+        text = help_text(command)
+        assert text.split("\n\n")[1].strip()  # a description
+        assert "OUT  " in text or "OUT    " in text or "the output folder of a run" in text
+    assert "csv (default) or jsonl" in help_text("export")
+
+
+def test_run_without_arguments_prints_the_usage_and_what_is_missing() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "batch_inpaint", "run"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: batch-inpaint run INPUT -o OUT")
+    assert "error: give an input folder (or --pairs FILE) and an output folder (-o OUT)" in done.stderr
+    version = subprocess.run([sys.executable, "-m", "batch_inpaint", "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("batch-inpaint ")

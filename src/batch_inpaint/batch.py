@@ -55,7 +55,7 @@ class Batch:
         self.limiter = limiter
         self.control = control or RunControl(settings.grace_seconds)
         self.observer = observer
-        self.stats = RunStats()
+        self.stats = RunStats(verbose=settings.verbose)
         self.settings_hash = settings_hash(settings, engine.shaping)
         self._cpu = cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
         self.recorder = Recorder(store, self.stats, self.settings_hash, engine)

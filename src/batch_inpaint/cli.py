@@ -16,66 +16,97 @@ import anyio.abc
 
 from . import __version__
 from .errors import BatchInpaintError, ConfigError, LockHeld, ManifestError
-from .exitcodes import ExitCode
+from .exitcodes import EXIT_MEANINGS, ExitCode
 from .settings import (
     ENGINES, EXPORT_FORMATS, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, SUMMARY_FORMATS,
     build_settings,
 )
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input_dir", nargs="?", type=Path, help="folder of photos (omit with --pairs)")
-    p.add_argument("--out", dest="out_dir", type=Path, help="output folder (mirrors the input tree)")
-    p.add_argument("--config", type=Path, help="TOML settings file (see configs/)")
+RUN_USAGE = "%(prog)s INPUT -o OUT [--masks DIR | --mask FILE | --pairs FILE] [options]"
+EXAMPLES = """examples:
+  batch-inpaint run photos --masks masks -o cleaned          # Clipdrop; the key in CLIPDROP_API_KEY
+  batch-inpaint run photos --mask logo.png -o cleaned --engine local
+  batch-inpaint plan photos --masks masks -o cleaned         # what a run would do and cost, no request
+  batch-inpaint run -c nightly.toml -q                       # settings from a file, no progress display
+  batch-inpaint status cleaned
+  batch-inpaint export cleaned --format jsonl > items.jsonl"""
+
+
+def _exit_codes() -> str:
+    return "exit codes:\n" + "\n".join(f"  {int(code):<4} {EXIT_MEANINGS[code]}" for code in ExitCode)
+
+
+def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
+    """The options of `run`; `plan` takes those that change what a run would do, not how it shows it."""
+    p.add_argument("input_dir", nargs="?", type=Path, metavar="INPUT", help="folder of photos (omit with --pairs)")
+    p.add_argument("-o", "--out", dest="out_dir", type=Path, metavar="OUT",
+                   help="output folder, mirroring the input tree (required; or out in the config file)")
+    p.add_argument("-c", "--config", type=Path, metavar="FILE", help="TOML settings file (see configs/)")
+    if not plan:
+        quiet = p.add_mutually_exclusive_group()
+        quiet.add_argument("-q", "--quiet", action="store_true",
+                           help="no progress display, only the summary (as --progress none)")
+        quiet.add_argument("-v", "--verbose", action="store_const", const=True,
+                           help="a line for every item as it is settled")
     g = p.add_argument_group("pairing")
-    g.add_argument("--masks", dest="masks_dir", type=Path, help="mirror folder of masks (same relative path and stem)")
-    g.add_argument("--mask", dest="mask_file", type=Path, help="one mask for every image (a fixed watermark)")
-    g.add_argument("--pairs", dest="pairs_file", type=Path, help="CSV or JSONL list: image, mask[, output]")
-    g.add_argument("--mask-suffix", help="sibling mask suffix (default _mask: x.jpg + x_mask.png)")
+    g.add_argument("--masks", dest="masks_dir", type=Path, metavar="DIR",
+                   help="mirror folder of masks (same relative path and stem)")
+    g.add_argument("--mask", dest="mask_file", type=Path, metavar="FILE",
+                   help="one mask for every image (a fixed watermark)")
+    g.add_argument("--pairs", dest="pairs_file", type=Path, metavar="FILE", help="CSV or JSONL list: image, mask[, output]")
+    g.add_argument("--mask-suffix", metavar="SUFFIX", help="sibling mask suffix (default _mask: x.jpg + x_mask.png)")
     g.add_argument("--no-recursive", dest="recursive", action="store_const", const=False, help="only the top folder")
     g.add_argument("--follow-symlinks", action="store_const", const=True, help="follow symbolic links")
-    g.add_argument("--include", action="append", help="glob of images to take (repeatable)")
-    g.add_argument("--exclude", action="append", help="glob of images to skip (repeatable)")
+    g.add_argument("--include", action="append", metavar="GLOB", help="glob of images to take (repeatable)")
+    g.add_argument("--exclude", action="append", metavar="GLOB", help="glob of images to skip (repeatable)")
     g = p.add_argument_group("engine")
     g.add_argument("--engine", choices=ENGINES, help="clipdrop (default) or local (offline, OpenCV)")
-    g.add_argument("--api-url", help="API endpoint (env CLIPDROP_API_URL)")
-    g.add_argument("--api-key-file", type=Path, help="file holding the API key (or env CLIPDROP_API_KEY)")
-    g.add_argument("--ca-bundle", type=Path, help="CA bundle for TLS verification (verification is always on)")
-    g.add_argument("--rate", type=float, help="requests per minute (default 60); lowered while the API's 429s "
-                   "show a lower limit")
+    g.add_argument("--api-url", metavar="URL", help="API endpoint (env CLIPDROP_API_URL)")
+    g.add_argument("--api-key-file", type=Path, metavar="FILE", help="file holding the API key (or env CLIPDROP_API_KEY)")
+    g.add_argument("--ca-bundle", type=Path, metavar="FILE", help="CA bundle for TLS verification (always on)")
+    g.add_argument("--rate", type=float, metavar="PER_MINUTE", help="requests per minute (default 60); lowered while "
+                   "the API's 429s show a lower limit")
     g.add_argument("--rate-window", type=float, metavar="SECONDS",
                    help="length of the window the API counts requests in (default 60)")
     g.add_argument("--limiter", metavar="host|process|postgresql://USER@HOST/DB",
                    help="who shares the key's rate limit: every run on this host (default), this run alone, "
                         "or every run using this Postgres database (env BATCH_INPAINT_LIMITER)")
-    g.add_argument("--concurrency", type=int, help="requests in flight (default: from the rate)")
+    g.add_argument("--concurrency", type=int, metavar="N", help="requests in flight (default: from the rate)")
     g.add_argument("--mode", choices=MODES, help="Clipdrop mode (default fast)")
     g.add_argument("--local-method", choices=LOCAL_METHODS, help="local engine: Telea or Navier-Stokes")
-    g.add_argument("--max-attempts", type=int, help="attempts per item before it fails (default 8)")
+    g.add_argument("--max-attempts", type=int, metavar="N", help="attempts per item before it fails (default 8)")
     g.add_argument("--retry-runs", type=int, metavar="N",
                    help="runs in a row that retry an item which failed on server or network errors (default 3)")
     g.add_argument("--outage-seconds", type=float, metavar="SECONDS",
                    help="stop (exit 7, items left pending) when the API has not answered for this long (default 60)")
     g = p.add_argument_group("manifest and credits")
-    g.add_argument("--manifest", type=Path, help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3)")
+    g.add_argument("--manifest", type=Path, metavar="FILE",
+                   help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3)")
     g.add_argument("--retry-failed", action="store_const", const=True, help="send items that failed before again")
     g.add_argument("--adopt-existing", action="store_const", const=True,
                    help="take every output already in OUT as done, not only those newer than their image and mask")
-    g.add_argument("--force", action="store_const", const=True, help="redo every item, paying again (outputs already there too)")
-    g.add_argument("--max-credits", type=float, help="spend at most this many credits in this run")
+    g.add_argument("--force", action="store_const", const=True,
+                   help="redo every item, paying again (outputs already there too)")
+    g.add_argument("--max-credits", type=float, metavar="N", help="spend at most this many credits in this run")
     g = p.add_argument_group("preflight and output")
-    g.add_argument("--threshold", dest="mask_threshold", type=int, help="mask grey level counted as white (default 128)")
-    g.add_argument("--dilate", help="grow masks: pixels ('12') or percent of the object ('15%%')")
+    g.add_argument("--threshold", dest="mask_threshold", type=int, metavar="0-255",
+                   help="mask grey level counted as white (default 128)")
+    g.add_argument("--dilate", metavar="PIXELS|PERCENT", help="grow masks: pixels ('12') or percent of the object ('15%%')")
     g.add_argument("--resize-mask", action="store_const", const=True, help="resize masks of another size (nearest)")
     g.add_argument("--oversize", choices=OVERSIZE, help="over 16 MP: downscale (default), crop, fail")
     g.add_argument("--copy-empty", action="store_const", const=True, help="copy the original when its mask is empty")
     g.add_argument("--output-format", choices=OUTPUT_FORMATS, help="output format (default png)")
-    g.add_argument("--quality", type=int, help="JPEG/WebP quality (default 92)")
+    g.add_argument("--quality", type=int, metavar="1-100", help="JPEG/WebP quality (default 92)")
     g.add_argument("--no-keep-answers", dest="keep_answers", action="store_const", const=False,
                    help="do not keep the API's answers beside JPEG/WebP outputs (a later format change then "
                         "costs a credit a picture)")
+    if plan:
+        return
+    g = p.add_argument_group("display")
     g.add_argument("--dry-run", action="store_const", const=True, help="plan only: walk and preflight, no request")
-    g.add_argument("--progress", choices=PROGRESS_MODES, help="progress display (default auto)")
+    g.add_argument("--progress", choices=PROGRESS_MODES, help="progress display (default auto: a bar on a terminal, "
+                   "a line a minute otherwise)")
     g.add_argument("--summary", choices=SUMMARY_FORMATS, help="json: also print the summary as one JSON object on "
                    "standard output, for scripts (default text)")
 
@@ -85,11 +116,13 @@ _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file"
                   "rate_window", "limiter", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
                   "outage_seconds", "manifest", "retry_failed", "force", "adopt_existing",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
-                  "output_format", "quality", "keep_answers", "dry_run", "progress", "summary")
+                  "output_format", "quality", "keep_answers", "dry_run", "progress", "summary", "verbose")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     values = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
+    if getattr(args, "quiet", False):
+        values["progress"] = "none"
     for name in ("include", "exclude"):
         patterns: list[str] | None = values[name]
         if patterns is not None:
@@ -98,21 +131,37 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="batch-inpaint", description="Remove objects from folders of photos.")
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="batch-inpaint", description="Remove objects from folders of photos: "
+                                     "every image with its mask, through the Clipdrop API or a local engine.",
+                                     epilog=f"{EXAMPLES}\n\n{_exit_codes()}", formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"batch-inpaint {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _run_options(sub.add_parser("run", help="inpaint every image that has a mask"))
-    _run_options(sub.add_parser("plan", help="walk and preflight only: what a run would do and cost"))
-    p = sub.add_parser("status", help="counts, credits and failures of an output folder")
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--manifest", type=Path)
+    p = sub.add_parser("run", help="inpaint every image that has a mask", usage=RUN_USAGE, formatter_class=formatter,
+                       description="Inpaint every image that has a mask; a re-run does only what is new or changed.",
+                       epilog=f"{EXAMPLES}\n\n{_exit_codes()}")
+    _run_options(p)
+    p.set_defaults(usage=p.format_usage())
+    p = sub.add_parser("plan", help="walk and preflight only: what a run would do and cost",
+                       usage=RUN_USAGE, formatter_class=formatter,
+                       description="Walk and preflight as a run would, send nothing, and say what it would cost. "
+                                   "Exits as the run would (1 when items are invalid or failed before).")
+    _run_options(p, plan=True)
+    p.set_defaults(usage=p.format_usage())
+    p = sub.add_parser("status", help="counts, credits and failures of an output folder",
+                       description="Counts, credits and failures of an output folder, from its manifest; while runs "
+                                   "are active, which runs share the key's rate limit.")
+    p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
+    p.add_argument("--manifest", type=Path, metavar="FILE", help="the manifest, if not in OUT/.batch-inpaint/")
     p.add_argument("--limiter", metavar="host|postgresql://USER@HOST/DB",
                    help="where runs share the key's rate limit, to show who does (env BATCH_INPAINT_LIMITER)")
-    p = sub.add_parser("export", help="one row per item, for dataset pipelines")
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
-    p.add_argument("--manifest", type=Path)
-    p.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
+    p = sub.add_parser("export", help="one row per item, for dataset pipelines",
+                       description="One row per item the walk saw (README lists the fields): status, paths, "
+                                   "credits, attempts, times.")
+    p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="csv", help="csv (default) or jsonl, one object a line")
+    p.add_argument("--manifest", type=Path, metavar="FILE", help="the manifest, if not in OUT/.batch-inpaint/")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write here instead of standard output")
     from .emulator.cli import add_emulator_parser
 
     add_emulator_parser(sub)
@@ -161,6 +210,13 @@ def _command(args: argparse.Namespace) -> int:
     try:
         if args.command in ("run", "plan"):
             settings = build_settings(_flags(args), config_file=args.config)
+            if settings.input_dir is None and settings.pairs_file is None or settings.out_dir is None:
+                missing = " and ".join(what for what, lacking in (
+                    ("an input folder (or --pairs FILE)", settings.input_dir is None and settings.pairs_file is None),
+                    ("an output folder (-o OUT)", settings.out_dir is None)) if lacking)
+                print(args.usage, end="", file=sys.stderr)
+                print(f"batch-inpaint {args.command}: error: give {missing}", file=sys.stderr)
+                return ExitCode.USAGE
             if args.command == "plan" or settings.dry_run:
                 from .planning import print_plan
 
@@ -216,6 +272,8 @@ def _run(settings: Any) -> int:
             tg.cancel_scope.cancel()
         if result is None:
             return early_signal[0] if early_signal else ExitCode.INTERRUPTED
+        for text in result.stats.events:  # --verbose: the items settled since the display last looked
+            print(f"batch-inpaint: {text}", file=sys.stderr)
         print(summary(result.stats, result.exit_code, result.stop_reason, local=settings.engine == "local"),
               file=sys.stderr, flush=True)
         if settings.summary == "json":

@@ -17,3 +17,19 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  #: SIGINT
     BROKEN_PIPE = 141  #: the reader of standard output went away (export | head); as 128 + SIGPIPE
     TERMINATED = 143  #: SIGTERM
+
+
+#: What each code means, as `--help` shows it (README's table says more).
+EXIT_MEANINGS = {
+    ExitCode.OK: "every item is done",
+    ExitCode.FAILED: "some items failed or were invalid (the summary names each)",
+    ExitCode.USAGE: "usage or configuration error (also a missing key, a certificate that does not verify)",
+    ExitCode.KEY_REJECTED: "the API rejected the key",
+    ExitCode.OUT_OF_CREDITS: "out of credits, or the --max-credits budget is spent",
+    ExitCode.LOCKED: "another run holds the output folder",
+    ExitCode.UNWRITABLE: "the output folder or the manifest cannot be written or read",
+    ExitCode.API_UNREACHABLE: "the API could not be reached: items left pending for the next run",
+    ExitCode.INTERRUPTED: "interrupted (SIGINT): run the same command again to continue",
+    ExitCode.BROKEN_PIPE: "the reader of the output went away (export | head)",
+    ExitCode.TERMINATED: "terminated (SIGTERM): run the same command again to continue",
+}

@@ -31,9 +31,12 @@ def _limited(stats: RunStats) -> str:
 
 
 def new_notices(stats: RunStats) -> list[str]:
-    """Notices not shown yet; each is shown once, live or in the summary."""
-    fresh = stats.notices[stats.notices_shown:]
+    """Notices not shown yet; each is shown once, live or in the summary. Then, with --verbose, the
+    items settled since the last call."""
+    fresh = [f"note: {text}" for text in stats.notices[stats.notices_shown:]]
     stats.notices_shown = len(stats.notices)
+    fresh += stats.events
+    stats.events = []
     return fresh
 
 
@@ -49,7 +52,7 @@ class PlainProgress:
         while True:
             await anyio.sleep(min(0.5, self.every))
             for text in new_notices(stats):
-                print(f"batch-inpaint: note: {text}", file=self.stream, flush=True)
+                print(f"batch-inpaint: {text}", file=self.stream, flush=True)
             if anyio.current_time() >= next_line:
                 next_line += self.every
                 print(f"batch-inpaint: {_line(stats)}", file=self.stream, flush=True)
@@ -75,7 +78,7 @@ class BarProgress:
                 bar.update(task, completed=finished, total=stats.due if stats.walk_finished else None,
                            detail=_line(stats))
                 for text in new_notices(stats):
-                    bar.console.print(f"note: {text}")
+                    bar.console.print(text, markup=False, highlight=False)
                 await anyio.sleep(0.25)
 
 

@@ -52,12 +52,14 @@ class Recorder:
                                      remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None,
                                      answer=answer)
         self.stats.done += 1
+        self.stats.event(f"done: {prepared.pair.key}")
 
     async def reused(self, prepared: Prepared, output: OutputRecord, source: AnswerSource, answer: str | None) -> None:
         """The output was made from an answer already paid for: nothing paid."""
         key = prepared.pair.key
         await self.store.record_done(key, self.run_id, output=output, credits=Decimal(0), remaining=None,
                                      seconds=None, fingerprint=self.fingerprint(prepared), answer=answer)
+        self.stats.event(f"done: {key} (from an answer already paid for)")
         if source.key == key:
             self.stats.reencoded += 1
         else:
@@ -73,8 +75,10 @@ class Recorder:
         await self.store.record_done(adoption.pair.key, self.run_id, output=adoption.output, credits=Decimal(0),
                                      remaining=None, seconds=None, fingerprint=fingerprint)
         self.stats.adopted += 1
+        self.stats.event(f"done: {adoption.pair.key} (already in the output folder)")
 
     async def empty_mask(self, prepared: Prepared, output: OutputRecord | None) -> None:
+        self.stats.event(f"empty mask, nothing to remove: {prepared.pair.key}")
         await self.store.record_empty_mask(prepared.pair.key, self.fingerprint(prepared), output)
 
     async def settle(self, key: str, status: Problem, reason: str, error_status: int | None = None, *,
@@ -82,6 +86,7 @@ class Recorder:
         """The item failed or is invalid: it waits for a change or --retry-failed, unless the failure was
         ``transient`` (a later run tries it again by itself)."""
         self.stats.problem(key, status, reason)
+        self.stats.event(f"{status}: {key}: {reason}")
         await self.store.record_failure(key, status=status, error=reason, error_status=error_status,
                                         settings_hash=self.settings_hash, transient=transient)
 

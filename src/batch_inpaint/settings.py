@@ -85,6 +85,8 @@ class Settings:
     progress: str = "auto"
     #: The end-of-run summary: text on stderr, or also one JSON object on stdout ("json").
     summary: str = "text"
+    #: A line for every item as it is settled, beside the progress display.
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         validate(self)

@@ -52,6 +52,13 @@ class RunStats:
     #: The limiter's pace (requests a minute) and the end of its pause (loop time), for the display.
     pace: float | None = None
     paused_until: float = 0.0
+    verbose: bool = False
+    events: list[str] = field(default_factory=list)
+
+    def event(self, text: str) -> None:
+        """An item was settled: shown as a line of its own with --verbose."""
+        if self.verbose:
+            self.events.append(text)
 
     def problem(self, key: str, status: str, reason: str) -> None:
         if status == "failed":

@@ -127,3 +127,11 @@ def test_summary_json_is_one_object_on_stdout(photos: Path, tmp_path: Path) -> N
     assert summary["exit_code"] == done.returncode == 0
     assert summary["counts"]["done"] == 7 and summary["without_mask"] == ["b.jpg"]
     assert "batch-inpaint: 8 images seen" in done.stderr  # the text summary stays on stderr for people
+
+
+def test_verbose_says_each_item_and_quiet_only_the_summary(photos: Path, tmp_path: Path) -> None:
+    (photos / "masks" / "b.png").write_bytes(b"not a png")
+    loud = run_cli("run", *_local(photos, tmp_path / "out1", "-v", "--progress", "lines"))
+    assert "batch-inpaint: done: a.jpg" in loud.stderr and "batch-inpaint: invalid: b.jpg: " in loud.stderr
+    quiet = run_cli("run", *_local(photos, tmp_path / "out2"), "-q")
+    assert "done: a.jpg" not in quiet.stderr and quiet.stderr.startswith("batch-inpaint: 8 images seen")

@@ -22,7 +22,7 @@ def test_a_notice_shown_live_is_not_repeated_in_the_summary() -> None:
     stats = RunStats()
     stats.notice("the server's limit looks lower than --rate 600: pacing at 54/min")
     stats.notice("the server's limit looks lower than --rate 600: pacing at 54/min")
-    assert new_notices(stats) == ["the server's limit looks lower than --rate 600: pacing at 54/min"]
+    assert new_notices(stats) == ["note: the server's limit looks lower than --rate 600: pacing at 54/min"]
     assert new_notices(stats) == []
     assert "pacing at 54/min" not in summary(stats, 0, None)
     stats.notice("another")
