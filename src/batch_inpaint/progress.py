@@ -11,14 +11,30 @@ import anyio
 from .stats import RunStats
 
 
+def _counts(stats: RunStats) -> str:
+    """What became of the items settled so far; failed and invalid apart, as the summary has them."""
+    done = stats.done + stats.copied + stats.reencoded
+    parts = [f"{done} done"]
+    parts += [f"{n} {what}" for n, what in ((stats.failed, "failed"), (stats.invalid, "invalid")) if n]
+    return ", ".join(parts)
+
+
+def _settled(stats: RunStats) -> int:
+    return stats.due - stats.left
+
+
+def _credits(stats: RunStats) -> str:
+    return f", {stats.remaining_credits} credits left" if stats.remaining_credits is not None else ""
+
+
 def _line(stats: RunStats) -> str:
+    """One plain line: how far (or how much the walk found so far), what became of the items, the rate."""
     elapsed = max(1e-6, time.monotonic() - stats.started)
     per_min = stats.requests / elapsed * 60
-    total = f"/{stats.seen - stats.already_done - stats.adopted - stats.kept_failed - stats.kept_gave_up}" if stats.walk_finished else ""
-    credits = f", credits left {stats.remaining_credits}" if stats.remaining_credits is not None else ""
-    return (f"{stats.done + stats.copied + stats.reencoded}{total} done, {stats.failed + stats.invalid} failed, "
-            f"{stats.already_done + stats.adopted} already done, {stats.requests} requests ({per_min:.1f}/min){credits}"
-            f"{_limited(stats)}")
+    where = f"{_settled(stats)}/{stats.due}" if stats.walk_finished else f"walking… {stats.seen} found, {_settled(stats)}"
+    already = f", {stats.already_done + stats.adopted} already done" if stats.already_done + stats.adopted else ""
+    return (f"{where} settled: {_counts(stats)}{already}, {stats.requests} requests ({per_min:.1f}/min)"
+            f"{_credits(stats)}{_limited(stats)}")
 
 
 def _limited(stats: RunStats) -> str:
@@ -28,6 +44,21 @@ def _limited(stats: RunStats) -> str:
     paused = stats.paused_until - anyio.current_time()
     pace = f", pacing at {stats.pace:.0f}/min" if stats.pace is not None else ""
     return f"; rate-limited ({stats.rate_limited} x 429){pace}" + (f", paused {paused:.0f} s" if paused >= 1 else "")
+
+
+def bar_fields(stats: RunStats) -> tuple[str, int, int | None, str]:
+    """The bar's description, completed, total (None while the walk goes on) and a short detail that
+    leaves the bar and its ETA room on an 80-column terminal."""
+    description = "inpainting" if stats.walk_finished else f"walking… {stats.seen} found"
+    detail = _counts(stats).replace(" done", " ok")
+    elapsed = max(1e-6, time.monotonic() - stats.started)
+    if stats.requests:
+        detail += f" · {stats.requests / elapsed * 60:.0f}/min"
+    if stats.remaining_credits is not None:
+        detail += f" · {stats.remaining_credits} cr"
+    if stats.rate_limited:
+        detail += f" · 429×{stats.rate_limited}" + (f" @{stats.pace:.0f}/min" if stats.pace is not None else "")
+    return description, _settled(stats), stats.due if stats.walk_finished else None, detail
 
 
 def new_notices(stats: RunStats) -> list[str]:
@@ -67,16 +98,15 @@ class BarProgress:
         self.console = Console(file=stream)
 
     async def watch(self, stats: RunStats) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        columns = (TextColumn("[bold]inpainting"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        columns = (TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                    TimeRemainingColumn(), TextColumn("{task.fields[detail]}"))
         with Progress(*columns, console=self.console, transient=True) as bar:
-            task = bar.add_task("items", total=None, detail="")
+            task = bar.add_task("walking…", total=None, detail="")
             while True:
-                finished = stats.finished - stats.no_mask
-                bar.update(task, completed=finished, total=stats.due if stats.walk_finished else None,
-                           detail=_line(stats))
+                description, completed, total, detail = bar_fields(stats)
+                bar.update(task, description=description, completed=completed, total=total, detail=detail)
                 for text in new_notices(stats):
                     bar.console.print(text, markup=False, highlight=False)
                 await anyio.sleep(0.25)

@@ -111,7 +111,10 @@ class Sender:
         self.budget.settle(spent=result.credits_consumed)
         self.stats.credits_used += result.credits_consumed
         if result.remaining_credits is not None:
-            self.stats.remaining_credits = result.remaining_credits
+            # answers arrive out of order: the lowest count reported is the latest
+            known = self.stats.remaining_credits
+            self.stats.remaining_credits = result.remaining_credits if known is None else min(known,
+                                                                                              result.remaining_credits)
         return data, result
 
     def _heard(self, exc: BaseException) -> None:

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import fake_time
 
 from batch_inpaint.batch import Batch
-from batch_inpaint.engines.base import InpaintRequest
+from batch_inpaint.engines.base import InpaintRequest, InpaintResult
 from batch_inpaint.engines.fake import FakeEngine
 from batch_inpaint.errors import (
     CreditsExhausted,
@@ -263,3 +263,30 @@ async def test_retry_state_does_not_pile_up_between_full_collections(tree: Path,
         gc.enable()
     assert batch.stats.done == 6
     assert left < 2
+
+
+class LateFirstAnswers(FakeEngine):
+    """Answers arrive out of order: the first request's answer (the most credits left) comes last,
+    after every other answer is in."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.others_in = anyio.Event()
+
+    async def inpaint(self, request: InpaintRequest) -> InpaintResult:
+        result = await super().inpaint(request)
+        if len(self.calls) == 1:
+            await self.others_in.wait()
+            await anyio.sleep(1.0)  # and the others have been taken in
+        elif len(self.calls) == self.count:
+            self.others_in.set()
+        return result
+
+
+@fake_time
+async def test_credits_left_is_the_lowest_count_the_api_reported(tree: Path) -> None:
+    engine = LateFirstAnswers(6)
+    batch = await run(tree, engine, concurrency=6)
+    assert batch.stats.done == 6
+    assert batch.stats.remaining_credits == engine.credits == 994  # not 999, from the answer that came last

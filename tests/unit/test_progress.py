@@ -27,3 +27,16 @@ def test_a_notice_shown_live_is_not_repeated_in_the_summary() -> None:
     assert "pacing at 54/min" not in summary(stats, 0, None)
     stats.notice("another")
     assert "note: another" in summary(stats, 0, None)
+
+
+def test_the_display_says_walking_until_the_total_is_known_and_keeps_failed_and_invalid_apart() -> None:
+    from batch_inpaint.progress import bar_fields
+
+    stats = RunStats(seen=120, due=100, done=5, failed=1, invalid=2)
+    description, completed, total, detail = bar_fields(stats)
+    assert description == "walking… 120 found" and total is None and completed == 8
+    assert "5 ok, 1 failed, 2 invalid" in detail
+    assert _line(stats).startswith("walking… 120 found, 8 settled: 5 done, 1 failed, 2 invalid")
+    stats.walk_finished = True
+    assert bar_fields(stats)[0] == "inpainting" and bar_fields(stats)[2] == 100
+    assert _line(stats).startswith("8/100 settled: 5 done, 1 failed, 2 invalid")
