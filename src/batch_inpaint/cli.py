@@ -101,7 +101,10 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
     g.add_argument("--no-keep-answers", dest="keep_answers", action="store_const", const=False,
                    help="do not keep the API's answers beside JPEG/WebP outputs (a later format change then "
                         "costs a credit a picture)")
-    if plan:
+    if plan:  # accepted, so a run's command line plans as it is, but not listed: they change nothing here
+        p.add_argument("--dry-run", action="store_const", const=True, help=argparse.SUPPRESS)
+        p.add_argument("--progress", choices=PROGRESS_MODES, help=argparse.SUPPRESS)
+        p.add_argument("--summary", choices=SUMMARY_FORMATS, help=argparse.SUPPRESS)
         return
     g = p.add_argument_group("display")
     g.add_argument("--dry-run", action="store_const", const=True, help="plan only: walk and preflight, no request")

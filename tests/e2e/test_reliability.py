@@ -152,6 +152,10 @@ def test_disk_full_stops_the_run_and_keeps_the_manifest_true(emulator, photos: P
     assert_consistent(out, manifest)
     failed = next(r for r in rows(out, manifest) if r["status"] == "failed")
     assert "No space left on device" in failed["error"]
+    db = sqlite3.connect(manifest)
+    recorded = db.execute("SELECT exit_code FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0]
+    db.close()
+    assert recorded == 6  # the code the process exited with
     figures("disk full", "outputs written before the disk filled", statuses.count("done"))
     figures("disk full", "requests after the first failed write", len(emu.entries()) - statuses.count("done") - 1)
 
