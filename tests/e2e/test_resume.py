@@ -246,6 +246,6 @@ def test_status_and_export_list_every_item(emulator, photos: Path, tmp_path: Pat
     by_key = {r["key"]: r for r in rows}
     assert by_key["c.jpg"]["status"] == "no_mask"
     assert by_key["broken.jpg"]["status"] == "invalid" and by_key["broken.jpg"]["error"]
-    assert by_key["a.jpg"]["output_path"] == "a.png" and by_key["a.jpg"]["credits"] == "1"
+    assert by_key["a.jpg"]["output_path"] == str(out / "a.png") and by_key["a.jpg"]["credits"] == "1"
     jsonl = run_cli("export", str(out), "--format", "jsonl")
     assert len([json.loads(line) for line in jsonl.stdout.splitlines()]) == 9
