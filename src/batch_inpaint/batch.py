@@ -20,6 +20,7 @@ from .credits import CreditBudget
 from .engines.base import Engine
 from .errors import (
     BatchInpaintError, DiskUnwritable, InvalidInput, ItemError, ManifestError, OutputError, Retryable, RunStopped,
+    first_error,
 )
 from .exitcodes import ExitCode
 from .inflight import ByteBudget, footprint
@@ -101,8 +102,7 @@ class Batch:
     def _final_code(self) -> int:
         exc = self._escaping
         if isinstance(exc, BaseExceptionGroup):
-            found = [e for e in exc.exceptions if isinstance(e, BatchInpaintError)]
-            exc = found[0] if found else exc
+            exc = first_error(exc) or exc
         if isinstance(exc, BatchInpaintError):
             return int(getattr(exc, "exit_code", ExitCode.FAILED))
         if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):

@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 
 from . import __version__
-from .errors import BatchInpaintError, ConfigError, LockHeld, ManifestError
+from .errors import ConfigError, LockHeld, ManifestError, first_error
 from .exitcodes import EXIT_MEANINGS, ExitCode
 from .settings import (
     ENGINES, EXPORT_FORMATS, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, SUMMARY_FORMATS,
@@ -290,21 +290,10 @@ def _run(settings: Any) -> int:
     try:
         return anyio.run(main_task)
     except BaseExceptionGroup as group:
-        first = _first_error(group)
+        first = first_error(group)
         if first is not None:
             raise first from None
         raise
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            inner = _first_error(exc)
-            if inner is not None:
-                return inner
-        elif isinstance(exc, BatchInpaintError):
-            return exc
-    return None
 
 
 def _report(args: argparse.Namespace) -> int:

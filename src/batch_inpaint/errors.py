@@ -166,3 +166,16 @@ class TlsUnverified(RunStopped):
     """Every request would fail the same way; verification is never turned off, so say how to fix it."""
 
     exit_code = ExitCode.USAGE
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BatchInpaintError | None:
+    """The first of our errors in a task group's exception group, however deeply nested: the one that
+    decides the exit code."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            inner = first_error(exc)
+            if inner is not None:
+                return inner
+        elif isinstance(exc, BatchInpaintError):
+            return exc
+    return None

@@ -134,13 +134,7 @@ class FileBoard:
             self._fd = None
 
     def _load(self) -> Schedule:
-        try:
-            state = json.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return Schedule()
-        except ValueError:  # not ours, or from a version that wrote it otherwise: start afresh
-            return Schedule()
-        return Schedule(state if isinstance(state, dict) else None)
+        return read_schedule(self.path)
 
     def _save(self, schedule: Schedule) -> None:
         temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
@@ -154,12 +148,24 @@ def everyone_on_host(folder: Path) -> list[Schedule]:
     now = time.time()
     for path in sorted(folder.glob("*.json")):
         try:
-            schedule = Schedule(json.loads(path.read_bytes()))
-        except (OSError, ValueError, TypeError, KeyError):
+            schedule = read_schedule(path)
+        except OSError:
             continue
         schedule.prune(lambda member: alive_on_host(member, now))
         schedules.append(schedule)
     return schedules
+
+
+def read_schedule(path: Path) -> Schedule:
+    """The schedule in ``path``; a fresh one if there is none, or what is there is not one we can read
+    (another version's, say): starting afresh costs at most one slot's spacing."""
+    try:
+        state = json.loads(path.read_bytes())
+        return Schedule(state if isinstance(state, dict) else None)
+    except FileNotFoundError:
+        return Schedule()
+    except (ValueError, TypeError, KeyError):
+        return Schedule()
 
 
 def alive_on_host(member: Member, now: float) -> bool:
