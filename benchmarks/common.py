@@ -72,8 +72,11 @@ def measured_cli(*args: str, env: dict[str, str] | None = None) -> Measured:
     """
     started = time.monotonic()
     err = WORK / "cli.stderr"
+    # An installed package has its bytecode compiled (pip does it at install); where the environment
+    # says not to write it, every run would compile the whole package again.
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     done = subprocess.run([sys.executable, "-c", _LAUNCHER, str(err), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, check=True)
+                          env={**environ, **(env or {})}, check=True)
     code, cpu, max_rss_kb = json.loads(done.stdout)
     return Measured(time.monotonic() - started, cpu, max_rss_kb / 1024, code, err.read_text())
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 import io
 import math
 import random
+import threading
 import time
 from typing import Any, Callable
 
@@ -122,13 +125,34 @@ def _stub_png(size: tuple[int, int]) -> bytes:
     return imaging.encode_png(Image.new("RGB", size, (90, 130, 60)), compress_level=6)
 
 
+_ECHOED: "collections.OrderedDict[bytes, bytes]" = collections.OrderedDict()
+ECHO_CACHE_BYTES = 1024 * 2**20
+_ECHO_LOCK = threading.Lock()
+
+
+def _echo_png(image: bytes) -> bytes:
+    """The picture itself as the API would return it (zlib's default level: a real photograph's 12 MP
+    PNG is about 16 MB). Answers are kept, up to 1 GB, so a benchmark sending the same pairs again
+    measures its client, not this encoder."""
+    key = hashlib.blake2b(image, digest_size=16).digest()
+    with _ECHO_LOCK:
+        png = _ECHOED.pop(key, None)
+    if png is None:
+        png = imaging.encode_png(Image.open(io.BytesIO(image)), compress_level=6)
+    with _ECHO_LOCK:
+        _ECHOED[key] = png
+        while sum(map(len, _ECHOED.values())) > ECHO_CACHE_BYTES and len(_ECHOED) > 1:
+            _ECHOED.popitem(last=False)
+    return png
+
+
 def _result_png(image: bytes, mask: bytes, config: EmulatorConfig) -> bytes:
     if config.work == "stub":
         return _stub_png(Image.open(io.BytesIO(image)).size)
     if config.exif == "apply":
         image = imaging.encode_png(imaging.upright(Image.open(io.BytesIO(image))))
     if config.work == "echo":
-        return imaging.encode_png(Image.open(io.BytesIO(image)))
+        return _echo_png(image)
     if config.grey_masks == "threshold":
         mask = imaging.encode_png(imaging.strict_mask(Image.open(io.BytesIO(mask)), 128))
     return inpaint_png(image, mask)
