@@ -11,6 +11,10 @@ The seams, each a Protocol with implementations beside it: `Engine` (Clipdrop, l
 
 from typing import TYPE_CHECKING
 
+from ._startup import defer_httpx_cli
+
+defer_httpx_cli()
+
 from .errors import (
     BatchInpaintError,
     BrokenResponse,

@@ -9,16 +9,16 @@ answer is kept beside the manifest, ``OUT/.batch-inpaint/answers/<request>.png``
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import anyio
-from PIL import Image
 
-from . import imaging
+from . import png
 from .locations import answers_dir
 from .output import write_atomic
-from .preflight import Prepared, digest
+from .hashing import same_content
+from .pieces import Pieces
+from .preflight import Prepared
 from .store import ANSWER_IN_OUTPUT, ANSWER_KEPT, AnswerSource
 
 
@@ -37,36 +37,34 @@ class Answers:
             return ANSWER_IN_OUTPUT
         return ANSWER_KEPT if self.keep_lossy else None
 
-    async def settle(self, prepared: Prepared, request_hash: str, png: bytes, *, kept_already: bool = False) -> str | None:
+    async def settle(self, prepared: Prepared, request_hash: str, answer: Pieces, *, kept_already: bool = False) -> str | None:
         """Once the output is written, before the item is recorded done: keep the answer if its output
         is not the answer itself. Where it can be read again, for the record."""
         where = self.where(prepared)
         if where == ANSWER_KEPT and not kept_already:
-            await anyio.to_thread.run_sync(write_atomic, self.folder / f"{request_hash}.png", png)
+            await anyio.to_thread.run_sync(write_atomic, self.folder / f"{request_hash}.png", answer)
             self.kept += 1
-            self.kept_bytes += len(png)
+            self.kept_bytes += len(answer)
         elif where is None and kept_already:
             where = ANSWER_KEPT  # kept before --no-keep-answers: still there
         return where
 
-    async def read(self, source: AnswerSource) -> bytes | None:
+    async def read(self, source: AnswerSource) -> Pieces | None:
         """The answer's PNG, or None if it is gone, damaged, or the output it lives in was edited."""
         return await anyio.to_thread.run_sync(self._read, source)
 
-    def _read(self, source: AnswerSource) -> bytes | None:
+    def _read(self, source: AnswerSource) -> Pieces | None:
         try:
             if source.answer == ANSWER_KEPT:
-                png = (self.folder / f"{source.request_hash}.png").read_bytes()
+                answer = Pieces.of((self.folder / f"{source.request_hash}.png").read_bytes())
             elif source.answer == ANSWER_IN_OUTPUT and source.output_path:
                 data = (self.out_dir / source.output_path).read_bytes()
-                if digest(data) != source.output_hash:
+                if not same_content(source.output_hash, data):
                     return None  # edited since: not the answer any more
-                png = imaging.strip_png_metadata(data)
+                answer = Pieces.of(png.without_metadata(data))
             else:
                 return None
-            if imaging.png_size(png) is None:
-                return None
-            Image.open(io.BytesIO(png)).verify()
-        except Exception:
+            png.check(answer)
+        except (OSError, ValueError):  # gone, or damaged (png.BrokenPng)
             return None
-        return png
+        return answer

@@ -27,6 +27,7 @@ from .inflight import ByteBudget, footprint
 from .intake import Intake
 from .limiter import Limiter
 from .output import DISK_ERRNOS, OutputWriter
+from .pieces import Pieces
 from .preflight import Prepared
 from .recording import Recorder
 from .retrying import RetryPolicy
@@ -123,7 +124,7 @@ class Batch:
         except ManifestError:
             pass  # the run is failing on this very store; that error is what the user sees
 
-    async def _finish(self, prepared: Prepared, result_png: bytes | None) -> bytes:
+    async def _finish(self, prepared: Prepared, result_png: Pieces | None) -> Pieces:
         fmt, quality = self.settings.output_format, self.settings.quality
         return await anyio.to_thread.run_sync(compose.finish, prepared, result_png, fmt, quality, limiter=self._cpu)
 

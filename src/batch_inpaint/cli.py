@@ -180,6 +180,9 @@ def _tune_allocators() -> None:
     Decoded pictures go the other way: Pillow keeps a few freed pixel blocks for the next picture
     instead of mapping fresh ones each time, so the peak is reached within the first pictures instead
     of creeping up as rare overlaps of decodes happen, and no page faults are paid per picture.
+    Setting the mmap threshold also fixes the trim threshold at 128 KB: the heap gave back the pieces
+    of each answer as soon as they were written and faulted them in again for the next (12 ms of a
+    16 MB answer's 50 ms); up to 64 MB of free heap is now kept for the next answer.
     """
     os.environ.setdefault("PILLOW_BLOCKS_MAX", str(2 * (os.cpu_count() or 2)))  # read when PIL is imported
     try:
@@ -187,6 +190,7 @@ def _tune_allocators() -> None:
 
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
         libc.mallopt(-8, 2)  # M_ARENA_MAX: fewer per-thread arenas, less memory stranded between them
     except (OSError, AttributeError):
         pass

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import struct
 import warnings
-import zlib
 
 from PIL import Image, ImageOps
 
@@ -19,7 +17,6 @@ else:  # pragma: no cover
 #: Above this many pixels a file is treated as a decompression bomb (well above any camera's size).
 MAX_PIXELS = 250_000_000
 ORIENTATION_TAG = 0x0112
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class UnreadableImage(Exception):
@@ -82,14 +79,6 @@ def encode_jpeg(im: Image.Image, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from a PNG's IHDR, without decoding; None if it is not a PNG."""
-    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        return None
-    w, h = struct.unpack(">II", data[16:24])
-    return int(w), int(h)
-
-
 DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
@@ -123,39 +112,23 @@ def strict_mask(im: Image.Image, threshold: int) -> Image.Image:
     return grey.point(lut)
 
 
+def nonzero_histogram(mask: Image.Image) -> list[int]:
+    """The histogram of an "L" mask's pixels, except that of 0, which counts only those inside the
+    bounding box of the rest.
+
+    Every pixel outside that box is 0, so the grey levels and the white count are exact, and a mask
+    over one object is counted in a fraction of the time: 2 ms to find the box and a few to count it,
+    where a whole 12 MP histogram takes 28 ms (its counter stalls on one bin, pixel after pixel).
+    """
+    box = mask.getbbox()
+    if box is None:
+        return [0] * 256  # all 0: nothing but the (unneeded) count of 0
+    return (mask if box == (0, 0, *mask.size) else mask.crop(box)).histogram()
+
+
 def coverage(mask: Image.Image) -> float:
     """Share of white pixels in a strict 0/255 mask, from its histogram."""
     return mask.histogram()[255] / (mask.size[0] * mask.size[1])
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
-def add_png_metadata(png: bytes, *, icc: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP and eXIf chunks after IHDR without re-encoding the pixels."""
-    extra = b""
-    if icc:
-        extra += png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
-    if exif:
-        extra += png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
-    if not extra:
-        return png
-    ihdr_end = 8 + 8 + 13 + 4
-    return png[:ihdr_end] + extra + png[ihdr_end:]
-
-
-def strip_png_metadata(png: bytes) -> bytes:
-    """The PNG less the iCCP and eXIf chunks `add_png_metadata` put in: the answer an output was made of."""
-    parts = [png[:8]]
-    at = 8
-    while at + 12 <= len(png):
-        (length,) = struct.unpack(">I", png[at:at + 4])
-        end = at + 12 + length
-        if png[at + 4:at + 8] not in (b"iCCP", b"eXIf"):
-            parts.append(png[at:end])
-        at = end
-    return b"".join(parts)
 
 
 def exif_without_orientation(im: Image.Image) -> bytes | None:

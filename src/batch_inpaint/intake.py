@@ -7,11 +7,11 @@ is still running.
 from __future__ import annotations
 
 import os
-from typing import Awaitable, Callable
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .compose import Finish
 from .errors import BatchInpaintError, InvalidInput
 from .output import OutputWriter
 from .pairing import Pair
@@ -22,9 +22,6 @@ from .settings import Settings
 from .stats import RunStats
 from .triage import GAVE_UP, Sorted, Triage, walked_chunks
 
-#: The original itself, as the output format wants it (an empty mask the user wants copied).
-Finish = Callable[[Prepared, None], Awaitable[bytes]]
-
 
 class Intake:
     def __init__(self, settings: Settings, triage: Triage, recorder: Recorder, writer: OutputWriter,
@@ -34,7 +31,7 @@ class Intake:
         self.recorder = recorder
         self.writer = writer
         self.stats = stats
-        self.options = PreflightOptions.from_settings(settings)
+        self.options = PreflightOptions.from_settings(settings, triage.store.content_hash)
         self._cpu = cpu
         self._finish = finish
 

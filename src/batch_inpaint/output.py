@@ -10,7 +10,8 @@ import anyio
 
 from .errors import OutputError
 from .pairing import Pair
-from .preflight import digest
+from .hashing import fingerprint
+from .pieces import Pieces
 from .store import OutputRecord
 
 
@@ -34,7 +35,7 @@ class OutputWriter:
         self.out_dir = out_dir
         self.fmt = fmt
 
-    async def write(self, pair: Pair, data: bytes) -> OutputRecord:
+    async def write(self, pair: Pair, data: Pieces) -> OutputRecord:
         rel = pair.output_rel(self.fmt)
         path = output_path(self.out_dir, rel)
         for source in (pair.image, pair.mask):
@@ -43,18 +44,14 @@ class OutputWriter:
         output_hash = await anyio.to_thread.run_sync(_write_and_hash, path, data)
         return OutputRecord(rel, output_hash, len(data))
 
-    async def read(self, rel: str) -> bytes:
-        return await anyio.to_thread.run_sync((self.out_dir / rel).read_bytes)
 
-
-def _write_and_hash(path: Path, data: bytes) -> str:
-    """Write, then hash, in one worker-thread call: hashing a 12 MP result on the event loop would
-    hold up every other request for milliseconds."""
+def _write_and_hash(path: Path, data: Pieces) -> str:
+    """Write, then fingerprint, in one worker-thread call: off the event loop, which every request needs."""
     write_atomic(path, data)
-    return digest(data)
+    return fingerprint(data)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: "bytes | Pieces") -> None:
     """Temp file beside the target, fsync, rename, fsync the folder: readers never see half a picture.
 
     The temp name is fixed per target (one writer per output folder is guaranteed by the run lock), so
@@ -66,7 +63,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp_name = str(path.with_name(f".{path.name}.part"))
         fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for part in Pieces.of(data):
+                fh.write(part)  # a piece bigger than the buffer goes straight through, whole
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)

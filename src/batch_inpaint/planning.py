@@ -63,7 +63,7 @@ async def plan(settings: Settings) -> Plan:
     store: Store = SqliteStore(path, create=False) if path.is_file() else MemoryStore()
     shaping, endpoint = engine_shaping(settings), engine_endpoint(settings)
     triage = Triage(store, settings, settings_hash(settings, shaping), record=False)
-    options = PreflightOptions.from_settings(settings)
+    options = PreflightOptions.from_settings(settings, store.content_hash)
     answers = Answers(settings.out_dir, settings.output_format, keep=settings.keep_answers)
     result = Plan()
     cpu = anyio.CapacityLimiter(os.cpu_count() or 2)

@@ -3,12 +3,13 @@
 Nothing the API would reject is ever sent: images become JPEG or PNG of at most 16,000,000 pixels and
 30,000,000 bytes, upright with no orientation tag; masks become strict 0/255 single-channel PNGs of the
 same size. Where nothing needs fixing the original bytes go out untouched, so the common case costs
-only a header parse, a quick scan of the image stream and one mask decode.
+only a header parse, a quick scan of the image stream and one mask decode with a count of its pixels
+inside their bounding box.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import io
 import math
 import re
@@ -19,6 +20,7 @@ from PIL import Image
 
 from . import imaging
 from .errors import InvalidInput
+from .hashing import XXH128, content_hash
 from .pairing import Pair
 from .settings import Settings
 
@@ -34,10 +36,12 @@ class PreflightOptions:
     dilate: str | None = None
     resize_mask: bool = False
     oversize: str = "downscale"
+    #: The manifest's algorithm for the hashes of the files and of what is sent (`hashing`).
+    content_hash: str = XXH128
 
     @classmethod
-    def from_settings(cls, s: Settings) -> "PreflightOptions":
-        return cls(s.mask_threshold, s.dilate, s.resize_mask, s.oversize)
+    def from_settings(cls, s: Settings, content_hash: str = XXH128) -> "PreflightOptions":
+        return cls(s.mask_threshold, s.dilate, s.resize_mask, s.oversize, content_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +78,6 @@ class Prepared:
         return f"{self.image_hash}:{self.mask_hash}"
 
 
-def digest(data: bytes) -> str:
-    """Content fingerprint (SHA-256, hardware-accelerated on most CPUs), 128 bits are plenty here."""
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
 def read_file(path: Path, what: str) -> bytes:
     try:
         data = path.read_bytes()
@@ -100,6 +99,7 @@ def prepare(pair: Pair, options: PreflightOptions) -> Prepared:
     image = _open(image_data, "image")
     upright_size = _upright_size(image)
     mask, mask_as_is, coverage = _mask_pixels(mask_data, upright_size, options, fixes)
+    digest = functools.partial(content_hash, algorithm=options.content_hash)
     image_hash, mask_hash = digest(image_data), digest(mask_data)
     common = dict(
         pair=pair,
@@ -158,7 +158,7 @@ def _mask_pixels(
     try:
         im = imaging.upright(im)
         if strict:
-            histogram = im.histogram()
+            histogram = imaging.nonzero_histogram(im)
         if strict and any(histogram[1:255]):
             strict = False
             fixes.append("mask grey values thresholded to black and white")
@@ -228,20 +228,37 @@ def _image_for_api(
         fixes.append("rotated upright from its EXIF orientation")
     if fmt not in PASSTHROUGH_MODES:
         fixes.append(f"converted from {fmt} to PNG")
+    deep = pixels.mode in imaging.DEEP_MODES
     pixels = _api_mode(pixels, fixes)
     placement = None
     if w * h > API_MAX_PIXELS:
         pixels, mask, placement = _fit_pixels(pixels, mask, options, fixes)
-    as_jpeg = fmt == "JPEG"
-    encoded = imaging.encode_jpeg(pixels) if as_jpeg else imaging.encode_png(pixels)
-    if len(encoded) > API_MAX_BYTES and not as_jpeg:
-        encoded = imaging.encode_png(pixels, compress_level=9)
+    if fmt == "JPEG":
+        encoded, as_jpeg = _jpeg_within_limit(pixels), True
+    else:
+        encoded, as_jpeg = imaging.encode_png(pixels), False
+        if API_MAX_BYTES < len(encoded) < API_MAX_BYTES * 1.25:  # zlib's best level saves a few % more
+            encoded = imaging.encode_png(pixels, compress_level=9)
+            if len(encoded) <= API_MAX_BYTES:
+                fixes.append("re-encoded as an optimised PNG to fit 30 MB")
         if len(encoded) > API_MAX_BYTES:
-            encoded, as_jpeg = imaging.encode_jpeg(pixels, quality=95), True
-        fixes.append(f"re-encoded as {'JPEG' if as_jpeg else 'optimised PNG'} to fit 30 MB")
-    if len(encoded) > API_MAX_BYTES:
-        raise InvalidInput(f"image is over {API_MAX_BYTES:,} bytes even re-encoded")
+            encoded, as_jpeg = _jpeg_within_limit(pixels), True
+            fixes.append(f"sent as a high-quality JPEG: as a PNG it is over {API_MAX_BYTES:,} bytes")
+    if placement is None and (deep or (as_jpeg and (fmt != "JPEG" or image.mode not in ("RGB", "L")))):
+        # What was sent lost something the file holds (depth, alpha, or a lossless format's exactness):
+        # the answer is pasted back inside the mask only, so every other pixel stays the original's.
+        placement = Placement((0, 0, w, h), (w, h))
+        fixes.append("every pixel outside the mask kept from the original")
     return encoded, "image/jpeg" if as_jpeg else "image/png", placement, mask
+
+
+def _jpeg_within_limit(pixels: Image.Image) -> bytes:
+    """The best JPEG quality whose file the API takes; only the cleaned region keeps its loss."""
+    for quality in (95, 90, 85, 80):
+        encoded = imaging.encode_jpeg(pixels, quality=quality)
+        if len(encoded) <= API_MAX_BYTES:
+            return encoded
+    raise InvalidInput(f"image is over {API_MAX_BYTES:,} bytes even as a JPEG of quality 80")
 
 
 def _check_stream(image: Image.Image, data: bytes, fmt: str) -> None:

@@ -8,18 +8,20 @@ and an identical pair (same image, mask and settings) while or after its twin is
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator
 
 import anyio
 
 from .answers import Answers
+from .compose import Finish
 from .errors import BatchInpaintError
 from .output import OutputWriter
-from .preflight import Prepared, digest
+from .hashing import same_content
+from .pieces import Pieces
+from .preflight import Prepared
 from .recording import Recorder
 from .store import ANSWER_KEPT, AnswerSource, OutputRecord, Store
 
-Finish = Callable[[Prepared, bytes], Awaitable[bytes]]
 
 
 class Reuse:
@@ -53,9 +55,10 @@ class Reuse:
         await self.recorder.reused(prepared, output, source, where)
         return True
 
-    async def _write(self, prepared: Prepared, source: AnswerSource, data: bytes) -> OutputRecord:
+    async def _write(self, prepared: Prepared, source: AnswerSource, data: Pieces) -> OutputRecord:
         rel = prepared.pair.output_rel(self.writer.fmt)
-        if source.key == prepared.pair.key and source.output_path == rel and source.output_hash == digest(data):
+        if source.key == prepared.pair.key and source.output_path == rel and same_content(source.output_hash, data):
+            assert source.output_hash is not None
             return OutputRecord(rel, source.output_hash, len(data))  # the output as it is already: nothing to write
         return await self.writer.write(prepared.pair, data)
 

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
-
 import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
+from .compose import Finish
 from .control import RunControl
 from .credits import CreditBudget
 from .engines.base import Engine, InpaintRequest, InpaintResult
 from .breaker import OutageBreaker
 from .errors import ApiUnreachable, BatchInpaintError, RateLimited, Retryable, is_outage, maybe_charged
 from .limiter import Limiter
+from .pieces import Pieces
 from .preflight import Prepared
 from .recording import Recorder
 from .retrying import RetryPolicy, is_retryable
 from .stats import RunStats
-
-#: From the engine's PNG to the bytes to write; a result that does not decode is a BrokenResponse (retried).
-Finish = Callable[[Prepared, bytes], Awaitable[bytes]]
 
 
 class NotSent(Exception):
@@ -41,7 +38,7 @@ class Sender:
         self._said_slower = False
         self._breaker: OutageBreaker | None = None
 
-    async def send(self, prepared: Prepared) -> tuple[bytes, InpaintResult]:
+    async def send(self, prepared: Prepared) -> tuple[Pieces, InpaintResult]:
         """The caller holds the first send slot; each retry waits for a slot of its own."""
         request = InpaintRequest(prepared.image_bytes, prepared.image_type, prepared.mask_png, prepared.size,
                                  prepared.pair.key)
@@ -85,7 +82,7 @@ class Sender:
         self.control.fail(ApiUnreachable(f"the API could not be reached: {self.breaker.describe(anyio.current_time())}."
                                          " Items not done are left pending: run again when the API is back"))
 
-    async def _attempt(self, prepared: Prepared, request: InpaintRequest, number: int) -> tuple[bytes, InpaintResult]:
+    async def _attempt(self, prepared: Prepared, request: InpaintRequest, number: int) -> tuple[Pieces, InpaintResult]:
         if number > 1 and not await self.control.wait_unless_stopped(self.limiter.acquire):
             raise NotSent()
         if self.control.stopping:

@@ -15,7 +15,7 @@ from typing import AsyncIterator, Iterator, TypeVar
 import anyio
 
 from .pairing import FileSig, OrphanMask, Pair, UnreadableFolder, Walked, pairs_for
-from .preflight import digest
+from .hashing import content_hash, fingerprint
 from .settings import Settings
 from .store import ItemRow, OutputRecord, SeenItem, Store
 
@@ -120,16 +120,16 @@ def adoptable(pair: Pair, row: ItemRow | None, outputs: OutputIndex, fmt: str, *
     return made >= max(pair.image_sig.mtime_ns, pair.mask_sig.mtime_ns)
 
 
-def adopt(pair: Pair, out_dir: str, fmt: str) -> Adoption | None:
-    """Read what recording the adoption needs: the output's hash, the inputs' hashes."""
+def adopt(pair: Pair, out_dir: str, fmt: str, algorithm: str) -> Adoption | None:
+    """Read what recording the adoption needs: the output's hash, the inputs' hashes (by ``algorithm``)."""
     rel = pair.output_rel(fmt)
     try:
         data = Path(out_dir, rel).read_bytes()
-        image_hash = digest(pair.image.read_bytes())
-        mask_hash = digest(pair.mask.read_bytes()) if pair.mask is not None else None
+        image_hash = content_hash(pair.image.read_bytes(), algorithm)
+        mask_hash = content_hash(pair.mask.read_bytes(), algorithm) if pair.mask is not None else None
     except OSError:
         return None
-    return Adoption(pair, OutputRecord(rel, digest(data), len(data)), image_hash, mask_hash)
+    return Adoption(pair, OutputRecord(rel, fingerprint(data), len(data)), image_hash, mask_hash)
 
 
 @dataclass
@@ -214,7 +214,7 @@ class Triage:
         if not self.record:  # a plan only counts them
             return Adoption(pair, None, None, None)
         return await anyio.to_thread.run_sync(adopt, pair, self._outputs.root, self.settings.output_format,
-                                              limiter=self._cpu)
+                                              self.store.content_hash, limiter=self._cpu)
 
     def _seen(self, pair: Pair, result: Sorted) -> SeenItem:
         if pair.problem is not None:
@@ -231,17 +231,18 @@ class Triage:
 
     async def _unchanged(self, pair: Pair, row: ItemRow) -> bool:
         """Size or mtime moved: the item is still done only if both files hash the same as before."""
-        if not await anyio.to_thread.run_sync(_same_content, pair, row.image_hash, row.mask_hash, limiter=self._cpu):
+        if not await anyio.to_thread.run_sync(_same_content, pair, row.image_hash, row.mask_hash,
+                                           self.store.content_hash, limiter=self._cpu):
             return False
         if self.record and pair.image_sig is not None:
             await self.store.refresh_signatures(pair.key, pair.image_sig, pair.mask_sig)
         return True
 
 
-def _same_content(pair: Pair, image_hash: str | None, mask_hash: str | None) -> bool:
+def _same_content(pair: Pair, image_hash: str | None, mask_hash: str | None, algorithm: str) -> bool:
     try:
-        return digest(pair.image.read_bytes()) == image_hash and (
-            pair.mask is None or digest(pair.mask.read_bytes()) == mask_hash)
+        return content_hash(pair.image.read_bytes(), algorithm) == image_hash and (
+            pair.mask is None or content_hash(pair.mask.read_bytes(), algorithm) == mask_hash)
     except OSError:
         return False
 

@@ -123,7 +123,7 @@ def test_real_size_pictures_are_fitted_and_blended_back(emulator, tmp_path: Path
                      "--rate", "1200", key="test-key")
     assert result.returncode == 0, result.stderr
     assert {e["status"] for e in emu.entries()} == {200}
-    assert "downscaled" in result.stderr and "re-encoded" in result.stderr
+    assert "downscaled" in result.stderr and "high-quality JPEG" in result.stderr
     with Image.open(out / "big.png") as im:
         assert im.size == (5000, 3400)
         after = np.asarray(im.convert("RGB"))
@@ -132,3 +132,63 @@ def test_real_size_pictures_are_fitted_and_blended_back(emulator, tmp_path: Path
     assert np.array_equal(after[untouched], before[untouched])  # every untouched pixel keeps its value
     with Image.open(out / "heavy.png") as im:
         assert im.size == (3500, 3000)
+
+
+def _grainy(w: int, h: int, seed: int) -> tuple[Image.Image, Image.Image]:
+    """A photograph-like picture with fine grain: no lossless encoding packs 16 MP of it in 30 MB."""
+    from batch_inpaint.synthetic import scene
+
+    small, small_mask = scene(w // 4, h // 4, seed)
+    base = np.asarray(small.resize((w, h), Image.Resampling.BICUBIC), dtype=np.int16)
+    grain = np.random.default_rng(seed).integers(-12, 13, (h, w, 3), dtype=np.int16)
+    return (Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8)),
+            small_mask.resize((w, h), Image.Resampling.NEAREST))
+
+
+@pytest.mark.slow
+def test_pictures_no_lossless_upload_fits_are_sent_as_jpeg_and_restored_outside_the_mask(
+        emulator, tmp_path: Path) -> None:
+    """Over 30 MB as a PNG, or holding what the API's formats cannot carry (16 bits, CMYK, alpha): sent as
+    the API takes them, and every pixel outside the mask is the original's, exactly."""
+    photos, masks, out = tmp_path / "p", tmp_path / "m", tmp_path / "out"
+    photos.mkdir()
+    masks.mkdir()
+    grainy, grainy_mask = _grainy(4600, 3470, 3)  # 16.0 MP
+    grainy.save(photos / "grain.png")
+    rgba = np.dstack([255 - np.asarray(grainy), np.broadcast_to(np.linspace(0, 255, 4600, dtype=np.uint8), (3470, 4600))])
+    Image.fromarray(rgba, "RGBA").save(photos / "alpha.png")
+    small, small_mask = _grainy(1200, 800, 4)
+    deep = (np.asarray(small.convert("L"), dtype=np.uint16) * 257 + np.arange(800 * 1200).reshape(800, 1200) % 257)
+    Image.fromarray(deep.astype(np.uint16)).save(photos / "deep16.png")
+    small.convert("CMYK").save(photos / "cmyk.jpg", quality=95)
+    for name, mask in (("grain", grainy_mask), ("alpha", grainy_mask), ("deep16", small_mask), ("cmyk", small_mask)):
+        mask.save(masks / f"{name}.png")
+    for name in ("grain.png", "alpha.png"):
+        assert (photos / name).stat().st_size > 30_000_000, name
+    with Image.open(photos / "deep16.png") as im:
+        assert im.mode == "I;16"
+
+    emu = emulator()
+    result = run_cli("run", str(photos), "--masks", str(masks), "--out", str(out), "--api-url", emu.url,
+                     "--rate", "1200", "--progress", "none", key="test-key")
+    assert result.returncode == 0, result.stderr
+    assert [e["status"] for e in emu.entries()] == [200] * 4
+    rows = {r["key"]: r for r in csv.DictReader(io.StringIO(run_cli("export", str(out), "--format", "csv").stdout))}
+    for name in ("grain.png", "alpha.png"):
+        assert "sent as a high-quality JPEG" in rows[name]["fixes"], rows[name]
+    for name in rows:
+        assert "every pixel outside the mask kept from the original" in rows[name]["fixes"], rows[name]
+
+    def same_outside(name: str, original: np.ndarray, mask: Image.Image) -> None:
+        with Image.open(out / f"{Path(name).stem}.png") as im:
+            after = np.asarray(im)
+        inside = np.asarray(mask) > 0
+        assert after.shape == original.shape, name
+        assert np.array_equal(after[~inside], original[~inside]), f"{name}: an untouched pixel changed"
+        assert not np.array_equal(after[inside], original[inside]), f"{name}: the masked region was not cleaned"
+
+    same_outside("grain.png", np.asarray(grainy), grainy_mask)
+    same_outside("alpha.png", rgba, grainy_mask)  # the alpha channel too
+    same_outside("deep16.png", deep.astype(np.uint16), small_mask)  # all 16 bits
+    with Image.open(photos / "cmyk.jpg") as im:
+        same_outside("cmyk.jpg", np.asarray(im.convert("RGB")), small_mask)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from batch_inpaint import imaging
+from batch_inpaint import imaging, png
 from batch_inpaint.engines.base import InpaintRequest
 from batch_inpaint.engines.clipdrop import ClipdropEngine
 from batch_inpaint.errors import (
@@ -29,11 +29,11 @@ KEY = "sk-secret-key-123"
 URL = "https://api.example.test/cleanup/v1"
 
 
-def png(w: int = 8, h: int = 6) -> bytes:
+def picture(w: int = 8, h: int = 6) -> bytes:
     return imaging.encode_png(Image.fromarray(np.zeros((h, w, 3), np.uint8)))
 
 
-REQUEST = InpaintRequest(png(), "image/png", png(), (8, 6))
+REQUEST = InpaintRequest(picture(), "image/png", picture(), (8, 6))
 
 
 def engine_for(handler: Callable[[httpx.Request], httpx.Response]) -> ClipdropEngine:
@@ -107,8 +107,8 @@ async def test_transport_errors(exc: Exception) -> None:
     [
         (httpx.Response(200, content=b'{"ok": 1}', headers={"content-type": "application/json"}), "content-type"),
         (httpx.Response(200, content=b"GIF89a...", headers={"content-type": "image/png"}), "not a PNG"),
-        (httpx.Response(200, content=png(4, 4), headers={"content-type": "image/png"}), "expected 8x6"),
-        (httpx.Response(200, content=png()[:-20], headers={"content-type": "image/png"}), "corrupt or truncated"),
+        (httpx.Response(200, content=picture(4, 4), headers={"content-type": "image/png"}), "expected 8x6"),
+        (httpx.Response(200, content=picture()[:-20], headers={"content-type": "image/png"}), "corrupt or truncated"),
     ],
 )
 async def test_broken_success_is_retryable(response: httpx.Response, reason: str) -> None:
@@ -118,7 +118,7 @@ async def test_broken_success_is_retryable(response: httpx.Response, reason: str
 
 @pytest.mark.asyncio
 async def test_corrupt_png_bytes() -> None:
-    body = bytearray(png(64, 48))
+    body = bytearray(picture(64, 48))
     body[40] ^= 0xFF
     with pytest.raises(BrokenResponse):
         await call(lambda r: httpx.Response(200, content=bytes(body), headers={"content-type": "image/png"}))
@@ -130,11 +130,11 @@ async def test_success_sends_key_accept_and_multipart_and_reads_credits() -> Non
 
     def ok(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, content=png(), headers={"content-type": "image/png",
+        return httpx.Response(200, content=picture(), headers={"content-type": "image/png",
                               "x-remaining-credits": "41", "x-credits-consumed": "0.5"})
 
     result = await call(ok)
-    assert result.png == png()
+    assert result.png.joined() == picture()
     assert result.credits_consumed == Decimal("0.5")
     assert result.remaining_credits == Decimal(41)
     request = seen[0]
@@ -181,7 +181,7 @@ async def test_requests_after_the_first_import_nothing(emulator) -> None:  # typ
         await engine.inpaint(REQUEST)  # connection set-up and lazy imports happen once, here
         sys.meta_path.insert(0, recorder)
         for _ in range(3):
-            assert (await engine.inpaint(REQUEST)).png.startswith(imaging.PNG_SIGNATURE)
+            assert (await engine.inpaint(REQUEST)).png.head(8) == png.SIGNATURE
     finally:
         if recorder in sys.meta_path:
             sys.meta_path.remove(recorder)
@@ -203,10 +203,44 @@ async def test_answers_are_freed_without_the_cyclic_collector(emulator) -> None:
         before = {id(o) for o in gc.get_objects() if isinstance(o, (httpx.Response, httpx.Request))}  # this module's own
         for _ in range(3):
             result = await engine.inpaint(REQUEST)
-            assert result.png.startswith(imaging.PNG_SIGNATURE)
+            assert result.png.head(8) == png.SIGNATURE
             del result
         alive = [o for o in gc.get_objects() if isinstance(o, (httpx.Response, httpx.Request)) and id(o) not in before]
     finally:
         gc.enable()
         await engine.aclose()
     assert alive == []
+
+
+def test_tls_is_verified_unless_there_is_no_tls_to_verify(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    from batch_inpaint.engines.clipdrop import _trust
+
+    assert _trust("https://clipdrop-api.co/cleanup/v1", None) is True  # the CA bundle
+    assert _trust("https://x.test/", tmp_path / "ca.pem") == str(tmp_path / "ca.pem")
+    plain = _trust("http://127.0.0.1:8000/cleanup/v1", None)  # no bundle loaded: nothing to verify here
+    assert isinstance(plain, ssl.SSLContext)
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname  # TLS it may meet fails, closed
+    assert plain.cert_store_stats()["x509_ca"] == 0
+
+
+def test_answers_are_read_in_large_pieces() -> None:
+    import httpcore
+
+    ClipdropEngine(KEY, url=URL)
+    assert httpcore.AsyncHTTP11Connection.READ_NUM_BYTES >= 512 * 1024
+
+
+def test_httpx_command_line_is_loaded_only_when_called() -> None:
+    """httpx's own CLI (click, pygments) is not imported with it, and still works if anyone calls it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, batch_inpaint, httpx\n"
+            "assert 'click' not in sys.modules and 'pygments' not in sys.modules\n"
+            "try:\n    httpx.main(['--help'])\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
+            "assert 'click' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout or "usage" in done.stdout.lower()

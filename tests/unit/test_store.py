@@ -184,3 +184,26 @@ async def test_a_manifest_of_the_first_schema_is_migrated(tmp_path: Path) -> Non
         assert (await store.lookup(["a.jpg"]))["a.jpg"].failed_runs == 0
     finally:
         await store.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_manifest_keeps_the_hash_algorithm_it_was_made_with(tmp_path: Path) -> None:
+    """A new manifest knows files by XXH128; one made before it keeps SHA-256, so nothing in it looks new."""
+    import sqlite3
+
+    from batch_inpaint.store.schema import migrations
+
+    fresh = SqliteStore(tmp_path / "new.sqlite3")
+    assert fresh.content_hash == "xxh128"
+    await fresh.aclose()
+    assert SqliteStore(tmp_path / "new.sqlite3", create=False).content_hash == "xxh128"
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        for version in (1, 2):
+            db.executescript(migrations[version])
+        db.execute("PRAGMA user_version = 2")
+    old = SqliteStore(path)
+    assert old.content_hash == "sha256"
+    await old.aclose()
+    assert SqliteStore(path).content_hash == "sha256"  # and stays so

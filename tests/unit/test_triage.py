@@ -92,7 +92,7 @@ async def test_triage_records_only_when_asked_and_hashes_only_what_moved(tmp_pat
     due, _ = await sort_all(Triage(store, settings, "s", record=True), settings)
     assert due == planned and {r["status"] for r in store.rows.values()} == {"pending"}
 
-    from batch_inpaint.preflight import digest
+    from batch_inpaint.hashing import content_hash as digest
 
     (tmp_path / "out").mkdir()
     for key, row in store.rows.items():  # as if a run had finished every item
@@ -121,3 +121,26 @@ async def test_triage_sorts_invalid_and_maskless_pairs(tmp_path: Path) -> None:
     assert [p.key for p in result.due] == ["a.jpg"] and [p.key for p in result.no_mask] == ["b.jpg"]
     assert [o.path.name for o in result.orphans] == ["orphan.png"] and result.pairs == 2
     assert store.rows["b.jpg"]["status"] == "no_mask"
+
+
+@pytest.mark.asyncio
+async def test_a_manifest_made_with_sha256_hashes_still_knows_its_done_items(tmp_path: Path) -> None:
+    """Upgrading must not make a touched but unchanged picture look new: it would be paid for again."""
+    import hashlib
+
+    write_tree(tmp_path, ["a", "b"], size=(32, 24))
+    settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
+    store = MemoryStore()
+    store.content_hash = "sha256"  # as a manifest made before XXH128
+    await sort_all(Triage(store, settings, "s", record=True), settings)
+    (tmp_path / "out").mkdir()
+    for key, row in store.rows.items():
+        stem = key.rsplit(".", 1)[0]
+        (tmp_path / "out" / f"{stem}.png").write_bytes(b"x")
+        row.update(status="done", settings_hash="s", output_path=f"{stem}.png",
+                   image_hash=hashlib.sha256(Path(row["image_path"]).read_bytes()).hexdigest()[:32],
+                   mask_hash=hashlib.sha256(Path(row["mask_path"]).read_bytes()).hexdigest()[:32])
+    (tmp_path / "photos" / "a.jpg").touch()
+    (tmp_path / "masks" / "b.png").touch()
+    due, skipped = await sort_all(Triage(store, settings, "s", record=True), settings)
+    assert due == [] and skipped == {"done": 2}

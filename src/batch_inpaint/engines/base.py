@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping, Protocol
 
+from ..pieces import Pieces
+
 
 @dataclass(frozen=True, slots=True)
 class InpaintRequest:
@@ -20,9 +22,9 @@ class InpaintRequest:
 
 @dataclass(frozen=True, slots=True)
 class InpaintResult:
-    """A verified PNG of ``size`` and what it cost."""
+    """A verified PNG of ``size``, in the pieces it arrived in, and what it cost."""
 
-    png: bytes = field(repr=False)
+    png: Pieces = field(repr=False)
     credits_consumed: Decimal = Decimal(0)
     remaining_credits: Decimal | None = None
 

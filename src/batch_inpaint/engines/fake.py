@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Mapping
 from PIL import Image
 
 from .. import imaging
+from ..pieces import Pieces
 from .base import InpaintRequest, InpaintResult
 
 Outcome = BaseException | None
@@ -44,7 +45,7 @@ class FakeEngine:
         self.credits -= self.credits_per_request
         w, h = request.size
         png = imaging.encode_png(Image.new("RGB", (w, h), (128, 128, 128)))
-        return InpaintResult(png, self.credits_per_request, self.credits)
+        return InpaintResult(Pieces.of(png), self.credits_per_request, self.credits)
 
     async def aclose(self) -> None:
         return None

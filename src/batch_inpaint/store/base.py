@@ -146,6 +146,9 @@ class ItemRecord:
 
 
 class Store(Protocol):
+    #: The algorithm of the inputs' hashes (`hashing`): a manifest keeps the one it was made with.
+    content_hash: str
+
     @property
     def location(self) -> str:
         """Where the record is, for messages (never a credential)."""

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from decimal import Decimal
 from typing import Any, AsyncIterator, Mapping, Sequence
 
+from ..hashing import XXH128
 from ..pairing import FileSig
 from .base import (
     PROBLEMS, AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
@@ -25,6 +26,8 @@ _EMPTY: dict[str, Any] = {
 
 
 class MemoryStore:
+    content_hash = XXH128
+
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
         self._runs: list[RunRecord] = []

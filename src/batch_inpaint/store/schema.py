@@ -1,6 +1,6 @@
 """The SQLite manifest's schema, versioned with ``PRAGMA user_version``: one entry per version."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 migrations: dict[int, str] = {
     1: """
@@ -33,5 +33,11 @@ migrations: dict[int, str] = {
     ALTER TABLE items ADD COLUMN request_hash TEXT;
     ALTER TABLE items ADD COLUMN answer TEXT;
     CREATE INDEX items_request ON items(request_hash);
+    """,
+    # The inputs' hash algorithm is the manifest's own: one made before XXH128 keeps SHA-256, so
+    # nothing recorded in it looks new. A new manifest is set to XXH128 once made (SqliteStore).
+    3: """
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (name, value) VALUES ('content_hash', 'sha256');
     """,
 }

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Callable, Concatenate, Coroutine, Iterato
 import anyio
 
 from ..errors import ManifestError
+from ..hashing import XXH128
 from ..pairing import FileSig
 from .base import (
     PROBLEMS, AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
@@ -56,6 +57,7 @@ class SqliteStore:
                 self._migrate()
             else:
                 self._db = self._open_read_only(path)
+            self.content_hash = str(self._db.execute("SELECT value FROM meta WHERE name='content_hash'").fetchone()[0])
         except (sqlite3.DatabaseError, OSError) as exc:
             raise ManifestError(f"{path}: cannot open the manifest: {exc}") from None
 
@@ -118,6 +120,8 @@ class SqliteStore:
                 for statement in migrations[target].split(";"):
                     if statement.strip():
                         db.execute(statement)
+                if version == 0 and target == SCHEMA_VERSION:  # made just now: nothing recorded yet
+                    db.execute("UPDATE meta SET value=? WHERE name='content_hash'", (XXH128,))
                 db.execute(f"PRAGMA user_version = {target}")
 
     async def aclose(self) -> None:
