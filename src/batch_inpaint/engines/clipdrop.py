@@ -191,8 +191,8 @@ def _content_type(response: httpx.Response) -> str:
 
 def read_larger_pieces() -> None:
     """httpcore reads a response 64 KB at a time, through a dozen Python calls and an h11 buffer copy
-    per read: a 16 MB answer took 62 ms of CPU to receive. In 512 KB reads it takes 35 ms (measured
-    side by side, benchmarks/RESULTS.md). 512 KB stays under the 1 MB mmap threshold the CLI sets,
+    per read: a 16 MB answer took 62 ms of CPU to receive, and 35 ms in 512 KB reads (measured one
+    after the other on the same answer, benchmarks/TARGETS.md). 512 KB stays under the 1 MB mmap threshold the CLI sets,
     so each read's buffer comes from the heap, not from fresh pages. httpcore offers no setting for
     this; its class constant is the knob, and if it ever goes away the reads are merely smaller."""
     connection = getattr(httpcore, "AsyncHTTP11Connection", None)
