@@ -25,7 +25,7 @@ from .errors import (
 from .exitcodes import ExitCode
 from .inflight import ByteBudget, footprint
 from .intake import Intake
-from .limiter import Limiter
+from .limiter import Limiter, Slot
 from .output import DISK_ERRNOS, OutputWriter
 from .pieces import Pieces
 from .preflight import Prepared
@@ -151,20 +151,20 @@ class Batch:
                     for text in self.limiter.news():
                         self.stats.notice(text)
                 try:
-                    if slot:  # else the run is stopping: the item stays pending, as the walk recorded it
-                        await self._process(prepared)
+                    if slot is not None:  # else the run is stopping: the item stays pending, as the walk recorded it
+                        await self._process(prepared, slot)
                 finally:
                     self._bytes.release(cost)
                     del prepared  # an idle worker must not keep its last picture alive
 
-    async def _process(self, prepared: Prepared) -> None:
+    async def _process(self, prepared: Prepared, slot: Slot) -> None:
         key = prepared.pair.key
         async with self.reuse.turn(prepared) as send:
             if not send:
                 return
             started = time.time()
             try:
-                data, result = await self.sender.send(prepared)
+                data, result = await self.sender.send(prepared, slot)
                 output = await self.writer.write(prepared.pair, data)
                 answer = await self.answers.settle(prepared, self.recorder.request_hash(prepared), result.png)
                 await self.recorder.done(prepared, output, result, time.time() - started, answer)

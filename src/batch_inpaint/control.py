@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 import anyio
 import anyio.abc
 
 from .errors import RunStopped
 from .exitcodes import ExitCode
+
+T = TypeVar("T")
 
 
 class RunControl:
@@ -60,17 +62,18 @@ class RunControl:
             return "interrupted; run the same command again to continue"
         return None if self.stop_error is None else str(self.stop_error)
 
-    async def wait_unless_stopped(self, wait: Callable[[], Awaitable[None]]) -> bool:
-        """Await ``wait`` (a send slot, say) unless the run stops first: False if it stopped."""
+    async def wait_unless_stopped(self, wait: Callable[[], Awaitable[T]]) -> T | None:
+        """Await ``wait`` (a send slot, say) unless the run stops first: None if it stopped."""
         if self.stopping:
-            return False
+            return None
+        result = None
         with anyio.CancelScope() as scope:
             self._waiting.add(scope)
             try:
-                await wait()
+                result = await wait()
             finally:
                 self._waiting.discard(scope)
-        return not scope.cancelled_caught and not self.stopping
+        return None if scope.cancelled_caught or self.stopping else result
 
     # --- wiring, for the batch -----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from .credits import CreditBudget
 from .engines.base import Engine, InpaintRequest, InpaintResult
 from .breaker import OutageBreaker
 from .errors import ApiUnreachable, BatchInpaintError, RateLimited, Retryable, is_outage, maybe_charged
-from .limiter import Limiter
+from .limiter import Limiter, Slot
 from .pieces import Pieces
 from .preflight import Prepared
 from .recording import Recorder
@@ -38,8 +38,8 @@ class Sender:
         self._said_slower = False
         self._breaker: OutageBreaker | None = None
 
-    async def send(self, prepared: Prepared) -> tuple[Pieces, InpaintResult]:
-        """The caller holds the first send slot; each retry waits for a slot of its own."""
+    async def send(self, prepared: Prepared, slot: Slot) -> tuple[Pieces, InpaintResult]:
+        """The caller holds the first send ``slot``; each retry waits for a slot of its own."""
         request = InpaintRequest(prepared.image_bytes, prepared.image_type, prepared.mask_png, prepared.size,
                                  prepared.pair.key)
         start = anyio.current_time()
@@ -65,7 +65,8 @@ class Sender:
         try:
             async for attempt in retrying:
                 with attempt:
-                    outcome = await self._attempt(prepared, request, attempt.retry_state.attempt_number)
+                    number = attempt.retry_state.attempt_number
+                    outcome = await self._attempt(prepared, request, number, slot if number == 1 else None)
         except Retryable as exc:
             if is_outage(exc) and self.breaker.gave_up(start):
                 self._outage()
@@ -82,15 +83,17 @@ class Sender:
         self.control.fail(ApiUnreachable(f"the API could not be reached: {self.breaker.describe(anyio.current_time())}."
                                          " Items not done are left pending: run again when the API is back"))
 
-    async def _attempt(self, prepared: Prepared, request: InpaintRequest, number: int) -> tuple[Pieces, InpaintResult]:
-        if number > 1 and not await self.control.wait_unless_stopped(self.limiter.acquire):
-            raise NotSent()
-        if self.control.stopping:
+    async def _attempt(self, prepared: Prepared, request: InpaintRequest, number: int,
+                       slot: Slot | None) -> tuple[Pieces, InpaintResult]:
+        slot = slot or await self.control.wait_unless_stopped(self.limiter.acquire)
+        if slot is None or self.control.stopping:
             raise NotSent()
         self.budget.reserve()
         if number > 1:
             self.stats.retries += 1
         await self.recorder.in_flight(prepared, first=number == 1)
+        if slot.late():  # recording it took past the slot's deadline: a stalled host, a slow disk
+            await self.limiter.sent_late(slot)
         sent_at = anyio.current_time()
         try:
             result = await self.engine.inpaint(request)

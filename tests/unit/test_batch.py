@@ -13,6 +13,7 @@ from tests.conftest import fake_time
 
 from batch_inpaint.batch import Batch
 from batch_inpaint.engines.base import InpaintRequest, InpaintResult
+from batch_inpaint.emulator.requestlog import busiest_window
 from batch_inpaint.engines.fake import FakeEngine
 from batch_inpaint.errors import (
     CreditsExhausted,
@@ -22,10 +23,10 @@ from batch_inpaint.errors import (
     ServerError,
     TransportError,
 )
-from batch_inpaint.limiter import Limiter, ProcessLimiter, Unlimited
+from batch_inpaint.limiter import Limiter, ProcessLimiter, Slot, Unlimited
 from batch_inpaint.retrying import RetryPolicy
 from batch_inpaint.settings import Settings
-from batch_inpaint.store import MemoryStore
+from batch_inpaint.store import Fingerprint, MemoryStore
 from batch_inpaint.synthetic import write_tree
 
 
@@ -37,10 +38,10 @@ def tree(tmp_path: Path) -> Path:
 
 
 async def run(tree: Path, engine: FakeEngine, *, limiter: Limiter | None = None, outage_seconds: float = 60.0,
-              **changes: object) -> Batch:
+              store: MemoryStore | None = None, **changes: object) -> Batch:
     settings = Settings(input_dir=tree / "in" / "photos", masks_dir=tree / "in" / "masks", out_dir=tree / "out",
                         rate=60, concurrency=changes.pop("concurrency", 2), **changes)  # type: ignore[arg-type]
-    STORES[tree] = store = MemoryStore()
+    STORES[tree] = store = store or MemoryStore()
     batch = Batch(settings, engine=engine, store=store, limiter=limiter or ProcessLimiter(60),
                   policy=RetryPolicy(max_attempts=4, max_seconds=600, outage_seconds=outage_seconds))
     await batch.run()
@@ -73,9 +74,10 @@ class RecordingLimiter(ProcessLimiter):
         self.limited = limited
         self.releases: list[tuple[float, bool]] = []
 
-    async def acquire(self) -> None:
-        await super().acquire()
+    async def acquire(self) -> Slot:
+        slot = await super().acquire()
         self.releases.append((anyio.current_time(), bool(self.limited)))
+        return slot
 
 
 @fake_time
@@ -96,6 +98,29 @@ async def test_429s_in_a_row_pause_every_worker(tree: Path) -> None:
     # at once) and no worker was let through for one interval at the new pace
     assert limiter.per_minute == 30.0
     assert min(after_429) >= limited[0] + 2.0
+
+
+class SlowToRecord(MemoryStore):
+    """The second request takes 2 s to record before it goes (a stalled disk, a busy host)."""
+
+    async def mark_in_flight(self, key: str, run_id: int, fingerprint: Fingerprint | None) -> bool:
+        self.marks = getattr(self, "marks", 0) + 1
+        if self.marks == 2:
+            await anyio.sleep(2.0)
+        return await super().mark_in_flight(key, run_id, fingerprint)
+
+
+@fake_time
+async def test_a_request_that_leaves_after_its_slot_holds_back_the_send_a_window_later(tmp_path: Path) -> None:
+    """Sent 2 s after its slot, it goes out close to the next ones: the sends a window later wait as
+    long, so the server's window never holds more than the limit."""
+    write_tree(tmp_path / "in", [f"img{i}" for i in range(10)], size=(32, 24))
+    sent: list[float] = []
+    engine = FakeEngine([], on_call=lambda request: sent.append(anyio.current_time()))
+    limiter = ProcessLimiter(60, window=6.0)  # 6 a window
+    batch = await run(tmp_path, engine, store=SlowToRecord(), limiter=limiter)
+    assert batch.stats.done == 10 and limiter.late_sends == 1
+    assert busiest_window(sorted(sent), 6.0) == 6
 
 
 @fake_time

@@ -8,14 +8,14 @@ import pytest
 from batch_inpaint.control import RunControl
 from batch_inpaint.errors import KeyRejected
 from batch_inpaint.exitcodes import ExitCode
-from batch_inpaint.limiter import ProcessLimiter
+from batch_inpaint.limiter import ProcessLimiter, Slot
 
 
 @pytest.mark.asyncio
 async def test_a_stop_releases_a_sender_waiting_for_its_slot_at_once() -> None:
     control, limiter = RunControl(grace_seconds=10), ProcessLimiter(1)  # one a minute: the next slot is 60 s away
     await limiter.acquire()
-    got: list[bool] = []
+    got: list[Slot | None] = []
     with anyio.fail_after(10):  # real time, far less than the 60 s the slot is away
         async with anyio.create_task_group() as tg:
             async def wait() -> None:
@@ -24,8 +24,8 @@ async def test_a_stop_releases_a_sender_waiting_for_its_slot_at_once() -> None:
             tg.start_soon(wait)
             await anyio.sleep(0.05)
             control.stop()
-    assert got == [False] and control.stopping
-    assert await control.wait_unless_stopped(limiter.acquire) is False  # and nobody waits afterwards
+    assert got == [None] and control.stopping
+    assert await control.wait_unless_stopped(limiter.acquire) is None  # and nobody waits afterwards
 
 
 def test_the_exit_code_says_why_the_run_ended() -> None:

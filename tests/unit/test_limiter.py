@@ -17,6 +17,8 @@ from tests.conftest import fake_time
 
 from batch_inpaint.emulator.requestlog import busiest_window
 from batch_inpaint.limiter import FileBoard, Limiter, ProcessLimiter, SharedLimiter, Unlimited, key_id
+from batch_inpaint.limiter.boards import MemoryBoard
+from batch_inpaint.limiter.schedule import Schedule
 
 PacingFactory = Callable[..., Limiter]
 
@@ -121,6 +123,42 @@ async def test_a_cancelled_waiter_gives_its_slot_up(make: PacingFactory) -> None
         await limiter.acquire()  # would get the slot at 1.0; gives up at 0.5
     await limiter.acquire()
     assert anyio.current_time() - start == pytest.approx(1.0)  # the slot went to the next caller
+
+
+class SlowBoard(MemoryBoard):
+    """A board whose reads take ``delays`` seconds in turn (a database under load), then ``after``."""
+
+    def __init__(self, delays: list[float], after: float = 0.0) -> None:
+        super().__init__()
+        self.delays, self.after = delays, after
+
+    async def read(self) -> Schedule:
+        await anyio.sleep(self.delays.pop(0) if self.delays else self.after)
+        return self.schedule
+
+
+@fake_time
+async def test_the_pause_is_read_ahead_of_the_slot_so_sends_stay_on_the_grid() -> None:
+    limiter = SharedLimiter(SlowBoard([], after=0.2), 60)  # a 1.01 s grid; every read takes 0.2 s
+    times = await stamps(limiter, 5)
+    offsets = [round(t - times[0], 6) for t in times]
+    assert offsets[1] == pytest.approx(1.01 + 0.2)  # the first read is late: nothing known of it yet
+    assert offsets[2:] == pytest.approx([2.02, 3.03, 4.04])  # then read ahead: sent on the slot
+    assert limiter.late_sends == 0  # 0.2 s late is within what the headroom leaves for it
+
+
+@fake_time
+async def test_a_sender_woken_late_holds_back_the_send_a_window_later() -> None:
+    """Woken 0.5 s late, its request and the next ones on the grid would put 7 sends into 6 s at 60
+    a minute; the send a window after the late one waits as long instead."""
+    limiter = SharedLimiter(SlowBoard([0.5]), 60, window=6.0)  # 6 a window; a grid of 1.033 s
+    assert limiter.tolerance == pytest.approx(0.1)
+    times = await stamps(limiter, 10)
+    offsets = [round(t - times[0], 3) for t in times]
+    assert offsets[1] == pytest.approx(1.533, abs=1e-3) and limiter.late_sends == 1
+    assert offsets[2:7] == pytest.approx([2.067, 3.1, 4.133, 5.167, 6.2], abs=1e-3)  # the grid goes on
+    assert offsets[7] == pytest.approx(1.533 + 6.0, abs=1e-3)  # a window after the late send, not 7.233
+    assert busiest_window(times, 6.0) == 6
 
 
 @pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan")])

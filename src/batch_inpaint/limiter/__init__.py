@@ -3,7 +3,7 @@ schedule (`schedule.Schedule`) on a board: a file on this host (`boards.FileBoar
 for many hosts (`postgres.PostgresBoard`), or this process alone (`ProcessLimiter`). `Unlimited` does
 not pace at all."""
 
-from .base import Limiter, Unlimited
+from .base import Limiter, Slot, Unlimited
 from .boards import Board, BoardError, FileBoard, MemoryBoard, key_id
 from .pace import Pace, Slowdown
 from .process import ProcessLimiter
@@ -11,4 +11,4 @@ from .schedule import Member, Schedule
 from .shared import SharedLimiter
 
 __all__ = ["Board", "BoardError", "FileBoard", "Limiter", "Member", "MemoryBoard", "Pace", "ProcessLimiter",
-           "Schedule", "SharedLimiter", "Slowdown", "Unlimited", "key_id"]
+           "Schedule", "SharedLimiter", "Slot", "Slowdown", "Unlimited", "key_id"]

@@ -3,16 +3,38 @@ in beside the engine (`build.open_limiter` makes the one the settings ask for)."
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Protocol
+
+import anyio
 
 from .pace import Slowdown
 
 
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A send slot: its request should leave by ``deadline`` (event-loop time). One that leaves later
+    says so (`Limiter.sent_late`), or it and the requests of the next slots could crowd one of the
+    server's windows. ``at`` is the slot's time on the limiter's own clock."""
+
+    deadline: float = math.inf
+    at: float = 0.0
+
+    def late(self) -> bool:
+        return anyio.current_time() > self.deadline
+
+
 class Limiter(Protocol):
-    async def acquire(self) -> None:
-        """Wait for this caller's send slot: one request may go out when it returns.
+    async def acquire(self) -> Slot:
+        """Wait for this caller's send slot: one request may go out when it returns, unless the slot
+        is `late` by the time the request is ready (then it waits for another).
 
         Cancelling the wait gives the slot up; a run that stops cancels its waiting senders."""
+
+    async def sent_late(self, slot: Slot) -> None:
+        """The request of ``slot`` leaves now, after its deadline (a stalled host, a slow disk): the
+        sends a window later wait as long, so no window holds more than the limit."""
 
     async def rate_limited(self, retry_after: float | None, sent_at: float) -> Slowdown | None:
         """A 429 for the request sent at ``sent_at`` (event-loop time): hold every sender back, and
@@ -36,7 +58,10 @@ class Limiter(Protocol):
 class Unlimited:
     """No pacing: an engine with no rate limit, such as the local one."""
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Slot:
+        return Slot()
+
+    async def sent_late(self, slot: Slot) -> None:
         return None
 
     async def rate_limited(self, retry_after: float | None, sent_at: float) -> Slowdown | None:

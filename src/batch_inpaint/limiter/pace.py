@@ -23,6 +23,7 @@ clock the caller passes, so it is tested on a fake one.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
 from dataclasses import dataclass
@@ -82,8 +83,22 @@ class Pace:
 
     def sent(self, now: float) -> None:
         """A request went out (a send slot was used) at ``now``."""
-        self._sent.append(now)
+        bisect.insort(self._sent, now)
         self._forget(now)
+
+    def sent_late(self, slot: float, at: float) -> None:
+        """The request of the slot at ``slot`` went out at ``at``."""
+        self.unsend(slot)
+        bisect.insort(self._sent, at)
+
+    def window_allows(self, per_minute: float) -> float:
+        """The earliest time the next send keeps every window at ``per_minute`` or under. On an even
+        grid with headroom this is never later than the grid's next slot; it holds a send back only
+        where late sends came closer together than the grid."""
+        most = max(1, math.floor(per_minute * self.window / 60.0 + 1e-9))
+        if len(self._sent) < most:
+            return -math.inf
+        return self._sent[-most] + self.window
 
     def succeeded(self, now: float) -> None:
         """A request went through at ``now``: after `CALM` in a row, the next 429 starts a new streak."""

@@ -112,7 +112,7 @@ class Schedule:
         pace = self.pace
         per_minute = pace.per_minute(now)
         interval = 60.0 / per_minute * (1.0 + headroom)
-        slot = max(now, self.next_slot, self.paused_until)
+        slot = max(now, self.next_slot, self.paused_until, pace.window_allows(per_minute))
         self.next_slot = slot + interval
         pace.sent(slot)
         lowest = min(self.members.values(), key=lambda m: m.rate, default=None)
@@ -120,6 +120,10 @@ class Schedule:
             lowest = None
         others = tuple(m for m in self.members.values() if m.run != run)
         return Claim(slot, interval, now, per_minute, lowest, others)
+
+    def sent_late(self, slot: float, at: float) -> None:
+        """The request of the slot at ``slot`` went out at ``at``: the log of sends holds the real time."""
+        self.pace.sent_late(slot, at)
 
     def give_back(self, claim: Claim) -> None:
         """An unused slot: the next caller takes it if no later one was claimed since."""
