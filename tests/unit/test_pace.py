@@ -150,3 +150,13 @@ def test_the_pace_climbs_back_after_quiet_windows() -> None:
     assert pace.per_minute(89.0) == low  # a quiet window first
     assert low < pace.per_minute(150.0) < pace.per_minute(210.0) <= 60.0
     assert pace.per_minute(10_000.0) == 60.0
+
+
+def test_a_send_said_late_twice_is_counted_once_at_its_latest_time() -> None:
+    """Woken late and then slow to record: both say so; the log holds one send, at the later time."""
+    pace = Pace(60)
+    pace.sent(1.0)
+    pace.sent_late(1.0, 1.5)
+    pace.sent_late(1.5, 2.0)
+    pace.sent_late(9.0, 3.0)  # a slot the log does not hold adds nothing
+    assert pace.dump()["sent"] == [2.0]

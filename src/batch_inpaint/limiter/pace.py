@@ -87,9 +87,9 @@ class Pace:
         self._forget(now)
 
     def sent_late(self, slot: float, at: float) -> None:
-        """The request of the slot at ``slot`` went out at ``at``."""
-        self.unsend(slot)
-        bisect.insort(self._sent, at)
+        """The request of the slot at ``slot`` (or already said late at ``slot``) went out at ``at``."""
+        if self.unsend(slot):
+            bisect.insort(self._sent, at)
 
     def window_allows(self, per_minute: float) -> float:
         """The earliest time the next send keeps every window at ``per_minute`` or under. On an even
@@ -147,12 +147,13 @@ class Pace:
             pace._streak_pause = float(state["streak_pause"])
         return pace
 
-    def unsend(self, at: float) -> None:
-        """The send slot at ``at`` went unused (its caller gave it up)."""
+    def unsend(self, at: float) -> bool:
+        """The send slot at ``at`` went unused (its caller gave it up); False if it was not known."""
         try:
             self._sent.remove(at)
         except ValueError:
-            pass
+            return False
+        return True
 
     @property
     def streak(self) -> int:

@@ -121,9 +121,10 @@ class Schedule:
         others = tuple(m for m in self.members.values() if m.run != run)
         return Claim(slot, interval, now, per_minute, lowest, others)
 
-    def sent_late(self, slot: float, at: float) -> None:
+    def sent_late(self, slot: float, at: float) -> float:
         """The request of the slot at ``slot`` went out at ``at``: the log of sends holds the real time."""
         self.pace.sent_late(slot, at)
+        return at
 
     def give_back(self, claim: Claim) -> None:
         """An unused slot: the next caller takes it if no later one was claimed since."""

@@ -113,13 +113,17 @@ class SharedLimiter:
                         await self._update(lambda s, now: s.give_back(claim))
                         continue
                 slot = Slot(claim.slot - self._offset + self.tolerance, claim.slot)
-                if slot.late():  # woken late: a stalled host, a slow board
-                    await self.sent_late(slot)
+                if slot.late():  # woken late (a stalled host, a slow board): the log holds when it went
+                    slot = Slot(slot.deadline, await self._sent_late(slot))
                 return slot
 
     async def sent_late(self, slot: Slot) -> None:
+        await self._sent_late(slot)
+
+    async def _sent_late(self, slot: Slot) -> float:
+        """The time the log of sends now holds for ``slot``'s request."""
         self.late_sends += 1
-        await self._update(lambda s, now: s.sent_late(slot.at, now))
+        return await self._update(lambda s, now: s.sent_late(slot.at, now))
 
     async def _wait_for(self, claim: Claim) -> bool:
         """Sleep until the claimed slot; True if a pause began meanwhile. The pause is read a little
