@@ -85,7 +85,8 @@ class Sender:
 
     async def _attempt(self, prepared: Prepared, request: InpaintRequest, number: int,
                        slot: Slot | None) -> tuple[Pieces, InpaintResult]:
-        slot = slot or await self.control.wait_unless_stopped(self.limiter.acquire)
+        if slot is None:  # a retry: a slot of its own
+            slot = await self.control.wait_unless_stopped(self.limiter.acquire)
         if slot is None or self.control.stopping:
             raise NotSent()
         self.budget.reserve()

@@ -27,8 +27,8 @@ class Slot:
 
 class Limiter(Protocol):
     async def acquire(self) -> Slot:
-        """Wait for this caller's send slot: one request may go out when it returns, unless the slot
-        is `late` by the time the request is ready (then it waits for another).
+        """Wait for this caller's send slot: one request may go out when it returns; if the slot is
+        `late` by the time the request leaves, the caller says so (`sent_late`).
 
         Cancelling the wait gives the slot up; a run that stops cancels its waiting senders."""
 
