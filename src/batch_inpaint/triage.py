@@ -17,7 +17,7 @@ import anyio
 from .pairing import FileSig, OrphanMask, Pair, UnreadableFolder, Walked, pairs_for
 from .hashing import content_hash, fingerprint
 from .settings import Settings
-from .store import ItemRow, OutputRecord, SeenItem, Store
+from .store import Brief, ItemRow, OutputRecord, SeenItem, Store
 
 T = TypeVar("T")
 WALK_CHUNK = 500
@@ -171,7 +171,15 @@ class Triage:
         result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)],
                         unreadable=[item for item in chunk if isinstance(item, UnreadableFolder)])
         pairs = [item for item in chunk if isinstance(item, Pair)]
-        rows = await self.store.lookup([p.key for p in pairs])
+        if not self.settings.force:
+            briefs = await self.store.briefs([p.key for p in pairs])
+            pairs = await anyio.to_thread.run_sync(self._skip_unchanged, pairs, briefs, result)
+            known = [p.key for p in pairs if p.key in briefs]
+        else:
+            known = [p.key for p in pairs]
+        if not pairs:
+            return result
+        rows = await self.store.lookup(known) if known else {}
         undecided = await anyio.to_thread.run_sync(self._classify, pairs, rows, result)
         seen: list[SeenItem] = []
         for pair, row, decision in undecided:
@@ -191,6 +199,33 @@ class Triage:
         if seen and self.record:
             await self.store.record_seen(seen)
         return result
+
+    def _skip_unchanged(self, pairs: list[Pair], briefs: dict[str, Brief], result: Sorted) -> list[Pair]:
+        """In a worker thread: skip the items done (or with an empty mask) under these settings whose
+        inputs have kept their size and mtime, as `decide` would; the rest, for `decide`.
+
+        The common case of a re-run over a large folder, at a third of `decide`'s cost per item."""
+        rest: list[Pair] = []
+        done = empty = 0
+        same_settings = ("done", self.settings_hash)
+        empty_mask = ("empty_mask", self.settings_hash)
+        exists = self._outputs.exists
+        for pair in pairs:
+            brief = briefs.get(pair.key)
+            if brief is not None and pair.image_sig is not None and pair.mask_sig is not None \
+                    and brief[3:] == pair.image_sig + pair.mask_sig:
+                if brief[:2] == same_settings and brief[2] and exists(brief[2]):
+                    done += 1
+                    continue
+                if brief[:2] == empty_mask:
+                    empty += 1
+                    continue
+            rest.append(pair)
+        if done:
+            result.skip("done", done)
+        if empty:
+            result.skip("empty_mask", empty)
+        return rest
 
     def _classify(self, pairs: list[Pair], rows: dict[str, ItemRow],
                   result: Sorted) -> list[tuple[Pair, ItemRow | None, Decision]]:

@@ -12,7 +12,7 @@ import pytest_asyncio
 from batch_inpaint.errors import ManifestError
 from batch_inpaint.pairing import FileSig
 from batch_inpaint.store import (
-    ANSWER_IN_OUTPUT, AnswerSource, Fingerprint, MemoryStore, OutputRecord, RunEnd, SeenItem, SqliteStore, Store,
+    ANSWER_IN_OUTPUT, BRIEF_COLUMNS, AnswerSource, Fingerprint, MemoryStore, OutputRecord, RunEnd, SeenItem, SqliteStore, Store,
 )
 
 FACTORIES: dict[str, Callable[[Path], Store]] = {
@@ -31,6 +31,22 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 def seen(key: str, status: str = "pending", size: int = 10) -> SeenItem:
     return SeenItem(key, f"/in/{key}", f"/m/{key}", FileSig(size, 1), FileSig(5, 2), status)
+
+
+@pytest.mark.asyncio
+async def test_briefs_are_the_rows_a_rerun_compares(store: Store) -> None:
+    """Keys walked a folder at a time, with another folder's many keys sorting between them (a.jpg,
+    then m/*, then z.jpg): every asked key is found, with its row's `BRIEF_COLUMNS`."""
+    await store.record_seen([seen("a.jpg"), seen("z.jpg", "no_mask", size=7)])
+    await store.record_seen([seen(f"m/{i:04d}.jpg") for i in range(1200)])
+    asked = ["a.jpg", "z.jpg", "gone.jpg"]
+    briefs = await store.briefs(asked)
+    rows = await store.lookup(asked)
+    assert {k: briefs[k] for k in asked if k in briefs} == {
+        k: tuple(getattr(rows[k], c) for c in BRIEF_COLUMNS) for k in ("a.jpg", "z.jpg")}
+    assert briefs["z.jpg"] == ("no_mask", None, None, 7, 1, 5, 2)
+    folder = [f"m/{i:04d}.jpg" for i in range(600, 1100)]
+    assert set(folder) <= set(await store.briefs(folder))
 
 
 @pytest.mark.asyncio

@@ -144,3 +144,34 @@ async def test_a_manifest_made_with_sha256_hashes_still_knows_its_done_items(tmp
     (tmp_path / "masks" / "b.png").touch()
     due, skipped = await sort_all(Triage(store, settings, "s", record=True), settings)
     assert due == [] and skipped == {"done": 2}
+
+
+@pytest.mark.asyncio
+async def test_the_quick_skip_of_done_items_agrees_with_decide(tmp_path: Path) -> None:
+    """`Triage` skips done and unchanged items without `decide`; over every kind of row a re-run meets
+    (each status, other settings, a moved input, a lost output, no mask, --force), it sorts each item
+    exactly as `decide` alone would."""
+    import itertools
+
+    (tmp_path / "a.png").write_bytes(b"png")
+    outputs = OutputIndex(tmp_path)
+    kinds = list(itertools.product(("done", "empty_mask", "failed", "invalid", "no_mask", "pending", "in_flight"),
+                                   ("s", "other"), (SIG, FileSig(101, 5)), (MSIG, None), ("a.png", "gone.png", None)))
+    pairs = [Pair(f"k{i}.jpg", f"/in/k{i}.jpg", None if msig is None else f"/m/k{i}.png", f"k{i}", SIG, msig)
+             for i, (_, _, _, msig, _) in enumerate(kinds)]
+    store = MemoryStore()
+    for pair, (status, shash, isig, _, out) in zip(pairs, kinds):
+        store.rows[pair.key] = dict(row(status, key=pair.key, settings_hash=shash, image_size=isig.size,
+                                        image_mtime_ns=isig.mtime_ns, output_path=out)._asdict())
+    for force in (False, True):
+        settings = Settings(input_dir=tmp_path, out_dir=tmp_path, force=force)
+        triage = Triage(store, settings, "s", record=False)
+        triage._outputs = outputs
+        result = await triage.sort(list(pairs))
+        rows = await store.lookup([p.key for p in pairs])
+        expected = {p.key: decide(p, rows[p.key], settings_hash="s", outputs=outputs, force=force) for p in pairs}
+        skipped = [k for k, d in expected.items() if d is Decision.SKIP]
+        assert sum(result.skipped.values()) == len(skipped) and (len(skipped) == 0) == force
+        assert {p.key for p in result.due} == {k for k, d in expected.items() if d is not Decision.SKIP} - {
+            p.key for p in result.no_mask}
+        assert result.skipped.get("done", 0) == sum(rows[k].status == "done" for k in skipped)

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 from ..hashing import XXH128
 from ..pairing import FileSig
 from .base import (
-    PROBLEMS, AnswerSource, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
+    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
     SeenItem,
 )
 
@@ -49,6 +49,9 @@ class MemoryStore:
 
     async def runs(self) -> list[RunRecord]:
         return list(self._runs)
+
+    async def briefs(self, keys: Sequence[str]) -> dict[str, Brief]:
+        return {key: tuple(self.rows[key][f] for f in BRIEF_COLUMNS) for key in keys if key in self.rows}
 
     async def lookup(self, keys: Sequence[str]) -> dict[str, ItemRow]:
         return {key: ItemRow(key, *(self.rows[key][f] for f in ItemRow._fields[1:])) for key in keys if key in self.rows}
