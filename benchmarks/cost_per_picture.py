@@ -21,6 +21,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from batch_inpaint.synthetic import jpeg_bytes, png_bytes, scene
 
@@ -88,6 +90,34 @@ def curl_cpu(root, url: str, count: int) -> float:  # type: ignore[no-untyped-de
     return total
 
 
+def checks_cpu(root, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """CPU per pair, measured alone in this process on the same pairs and curl's answers to them, of
+    what a correct run does that curl does not: check the inputs before paying (read, hash, scan the
+    JPEG, decode and count the mask), walk the answer's CRCs, write it atomically with fsync."""
+    import tempfile
+
+    from batch_inpaint import png
+    from batch_inpaint.output import write_atomic
+    from batch_inpaint.pairing import Pair
+    from batch_inpaint.pieces import Pieces
+    from batch_inpaint.preflight import PreflightOptions, prepare
+
+    spent = {"inputs": 0.0, "answer": 0.0, "write": 0.0}
+    names = sorted(os.listdir(root / "photos"))[:count]
+    with tempfile.TemporaryDirectory(dir=WORK) as scratch:
+        for name in names:
+            stem = name.rsplit(".", 1)[0]
+            pair = Pair(name, str(root / "photos" / name), str(root / "masks" / f"{stem}.png"), stem)
+            answer = (WORK / "cost-curl" / f"{stem}.png").read_bytes()
+            for what, step in (("inputs", lambda: prepare(pair, PreflightOptions())),
+                               ("answer", lambda: png.check(Pieces([answer]))),
+                               ("write", lambda: write_atomic(Path(scratch, f"{stem}.png"), answer))):
+                started = time.process_time()
+                step()
+                spent[what] += time.process_time() - started
+    return {what: seconds / len(names) for what, seconds in spent.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the pair counts (100 at 1 MP, 32 at 12 MP)")
@@ -106,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             make_pairs(root, size, pairs)
             curl_cpu(root, emu.url, pairs)  # the emulator encodes each answer once, before anything is timed
             answer = max((WORK / "cost-curl").iterdir(), key=lambda p: p.stat().st_size).stat().st_size
-            whole, marginal, single, curl = [], [], [], []
+            whole, marginal, single, curl, checks = [], [], [], [], []
             for _ in range(args.runs):
                 curl.append(curl_cpu(root, emu.url, pairs) / pairs)
                 many = tool_cpu(root, emu.url, pairs)
@@ -114,8 +144,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 whole.append(many / pairs)
                 marginal.append((many - one) / (pairs - 1))
                 single.append(one)
+                checks.append(checks_cpu(root, pairs))
             results[label] = {"pairs": pairs, "answer MB": answer / 1e6, "curl": median(curl),
-                              "whole": median(whole), "marginal": median(marginal), "single": median(single)}
+                              "whole": median(whole), "marginal": median(marginal), "single": median(single),
+                              **{what: median([c[what] for c in checks]) for what in checks[0]}}
     print(f"cost per picture: CPU per pair, batch-inpaint against one curl per pair, median of {args.runs} runs")
     print("  (JPEG photographs with grain, answers full-size PNGs; batch-inpaint's whole process, start-up included)")
     for label, row in results.items():
@@ -124,6 +156,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
               f"   batch-inpaint {row['whole'] * 1000:6.1f} ms   ratio {ratio:.2f} (target <= {TARGET:g}: "
               f"{'met' if ratio <= TARGET else 'NOT met'})   each further pair {row['marginal'] * 1000:5.1f} ms,"
               f" a run of one pair {row['single'] * 1000:4.0f} ms")
+        kept = row["inputs"] + row["answer"] + row["write"]
+        print(f"         of which checks curl does not make, each alone: inputs {row['inputs'] * 1000:5.1f} ms (read,"
+              f" hash, JPEG scan, mask decoded and counted), answer's CRCs {row['answer'] * 1000:4.1f} ms, fsynced"
+              f" atomic write {row['write'] * 1000:4.1f} ms; the rest {(row['whole'] - kept) * 1000:5.1f} ms,"
+              f" {(row['whole'] - kept) / row['curl']:.2f}x curl")
     return {"runs": args.runs, "table": results}
 
 
