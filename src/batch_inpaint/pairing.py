@@ -88,10 +88,13 @@ class PairingRules:
     exclude: tuple[str, ...] = ()
     #: A folder under the root the walk leaves out: the masks folder, when it lies inside the input.
     skip_dir: str | None = None
+    #: False: pairs come without their files' signatures, for a `Signer` to stat as they are sorted.
+    stat: bool = True
 
 
-def pairs_for(s: Settings) -> Iterator["Walked"]:
-    """Every pair the settings describe: the explicit list when there is one, else the walk."""
+def pairs_for(s: Settings, *, stat: bool = True) -> Iterator["Walked"]:
+    """Every pair the settings describe: the explicit list when there is one, else the walk (whose
+    pairs come without signatures when not ``stat``: a list's always have them)."""
     if s.pairs_file is not None:
         from .pairs_file import read_pairs_file
 
@@ -101,7 +104,7 @@ def pairs_for(s: Settings) -> Iterator["Walked"]:
     from .roles import masks_inside_input
 
     rules = PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude,
-                         masks_inside_input(s))
+                         masks_inside_input(s), stat)
     return walk(s.input_dir, rules)
 
 
@@ -119,26 +122,73 @@ def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
 
 
 class _Folder:
-    """An open directory: files in it are stat'ed by name, which spares the kernel a walk of the whole
-    path for every file. Stat'ing is most of what a re-run over a million done items costs."""
+    """A directory whose files are stat'ed by name through one open descriptor (opened at the first
+    stat), which spares the kernel a walk of the whole path for every file. Stat'ing is most of what
+    a re-run over a million done items costs."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
-        if _STAT_BY_FD:
-            try:
-                self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-            except OSError:
-                pass  # stat'ed by path below, which gives the real error per file
+        self._opened = False
+
+    def stat(self, name: str, follow: bool) -> os.stat_result:
+        if not self._opened:
+            self._opened = True
+            if _STAT_BY_FD:
+                try:
+                    self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError:
+                    pass  # stat'ed by path below, which gives the real error per file
+        return os.stat(name if self._fd is not None else f"{self.path}/{name}", dir_fd=self._fd, follow_symlinks=follow)
 
     def sig(self, name: str, follow: bool) -> FileSig:
-        st = os.stat(name if self._fd is not None else f"{self.path}/{name}", dir_fd=self._fd, follow_symlinks=follow)
+        st = self.stat(name, follow)
         return FileSig(st.st_size, st.st_mtime_ns)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class Signer:
+    """Stats the image and mask of pairs walked without signatures (``PairingRules.stat`` False), one
+    open folder at a time, for a caller that compares what it finds as it goes: a re-run then makes
+    no `FileSig` for an item it skips, and no second pass over it (`triage`)."""
+
+    def __init__(self, follow_symlinks: bool) -> None:
+        self._follow = follow_symlinks
+        self._images = _Folder("")
+        self._masks = _Folder("")
+
+    def __call__(self, pair: Pair) -> tuple[os.stat_result, os.stat_result | None]:
+        """The image's stat and the mask's (None without a mask). Raises OSError."""
+        folder, name = _split(pair.image_file)
+        if folder != self._images.path:
+            self._images.close()
+            self._images = _Folder(folder)
+        image = self._images.stat(name, self._follow)
+        if pair.mask_file is None:
+            return image, None
+        folder, name = _split(pair.mask_file)
+        if folder != self._masks.path:
+            self._masks.close()
+            self._masks = _Folder(folder)
+        return image, self._masks.stat(name, True)
+
+    def close(self) -> None:
+        self._images.close()
+        self._masks.close()
+
+
+def cannot_stat(pair: Pair, exc: OSError) -> Pair:
+    """The pair of a file that cannot be stat'ed, as the walk reports it: invalid, with the reason."""
+    return pair._replace(mask_file=None, image_sig=None, mask_sig=None, problem=f"cannot stat: {exc.strerror}")
+
+
+def _split(path: str) -> tuple[str, str]:
+    folder, slash, name = path.rpartition("/")
+    return folder or ("/" if slash else "."), name
 
 
 _STAT_BY_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
@@ -230,7 +280,8 @@ def _pairs(
     clashing: set[str], rules: PairingRules, left_out: set[str],
 ) -> Iterator[Walked]:
     fixed_mask = str(rules.mask_file) if rules.mask_file is not None else None
-    fixed_sig = FileSig.of(rules.mask_file) if rules.mask_file is not None else None
+    stat = rules.stat
+    fixed_sig = FileSig.of(rules.mask_file) if rules.mask_file is not None and stat else None
     used: set[str] = set()
     follow = rules.follow_symlinks
     directory, mask_dir = here.path, mask_folder.path
@@ -239,15 +290,20 @@ def _pairs(
         key, image_file = rel_dir + name, f"{directory}/{name}"
         base = rel_dir + (name if stem in clashing else stem)
         mask_name = masks.get(stem)
+        if fixed_mask is not None:
+            mask_file = fixed_mask
+        elif mask_name is not None:
+            used.add(stem)
+            mask_file = f"{mask_dir}/{mask_name}"
+        else:
+            mask_file = None
+        if not stat:
+            yield Pair(key, image_file, mask_file, base)
+            continue
         try:
             image_sig = image_sig_of(name, follow)
-            if fixed_mask is not None:
-                mask_file, mask_sig = fixed_mask, fixed_sig
-            elif mask_name is not None:
-                used.add(stem)
-                mask_file, mask_sig = f"{mask_dir}/{mask_name}", mask_sig_of(mask_name, True)
-            else:
-                mask_file, mask_sig = None, None
+            mask_sig = fixed_sig if fixed_mask is not None else (
+                None if mask_name is None else mask_sig_of(mask_name, True))
         except OSError as exc:
             yield Pair(key, image_file, None, base, problem=f"cannot stat: {exc.strerror}")
             continue

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
 from batch_inpaint.errors import ConfigError
-from batch_inpaint.pairing import FileSig, OrphanMask, Pair, PairingRules, split_name, walk
+from batch_inpaint.pairing import FileSig, OrphanMask, Pair, PairingRules, Signer, split_name, walk
 from batch_inpaint.pairs_file import read_pairs_file
 
 
@@ -137,3 +138,32 @@ def test_a_folder_that_cannot_be_read_is_reported_not_skipped(tmp_path: Path, mo
     assert [f.rel for f in folders] == ["locked/"]
     assert "Permission denied" in folders[0].reason and "left out" in folders[0].reason
     assert [w.key for w in walked if hasattr(w, "key")] == ["a.jpg"]
+
+
+@pytest.mark.parametrize("layout", ["sibling", "mirror", "one mask", "symlinks followed"])
+def test_a_walk_without_signatures_and_a_signer_give_what_the_signed_walk_gives(tmp_path: Path, layout: str) -> None:
+    """`triage` walks without stat'ing and stats as it compares: the pairs, and the sizes and times the
+    `Signer` finds for them, must be the signed walk's, whatever the layout."""
+    root, masks = tmp_path / "in", tmp_path / "m"
+    for i, folder in enumerate(["", "d/", "d/e/"]):
+        touch(root / f"{folder}p{i}.jpg", b"1" * (i + 3))
+        touch((root if layout == "sibling" else masks) / f"{folder}p{i}{'_mask' if layout == 'sibling' else ''}.png",
+              b"2" * (i + 1))
+    os.symlink(root / "p0.jpg", root / "d" / "linked.jpg")
+    touch(masks / "d" / "linked.png")
+    rules = {"sibling": PairingRules(), "mirror": PairingRules(masks_dir=masks),
+             "one mask": PairingRules(mask_file=masks / "p0.png"),
+             "symlinks followed": PairingRules(masks_dir=masks, follow_symlinks=True)}[layout]
+    signed = list(walk(root, rules))
+    unsigned = list(walk(root, dataclasses.replace(rules, stat=False)))
+    assert [p._replace(image_sig=None, mask_sig=None) if isinstance(p, Pair) else p for p in signed] == unsigned
+    sign = Signer(rules.follow_symlinks)
+    try:
+        for walked, bare in zip(signed, unsigned):
+            if isinstance(bare, Pair):
+                image, mask = sign(bare)
+                assert walked.image_sig == FileSig(image.st_size, image.st_mtime_ns)
+                assert walked.mask_sig == (None if mask is None else FileSig(mask.st_size, mask.st_mtime_ns))
+    finally:
+        sign.close()
+    assert sum(isinstance(p, Pair) for p in unsigned) == (4 if rules.follow_symlinks else 3)

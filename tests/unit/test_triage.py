@@ -175,3 +175,20 @@ async def test_the_quick_skip_of_done_items_agrees_with_decide(tmp_path: Path) -
         assert {p.key for p in result.due} == {k for k, d in expected.items() if d is not Decision.SKIP} - {
             p.key for p in result.no_mask}
         assert result.skipped.get("done", 0) == sum(rows[k].status == "done" for k in skipped)
+
+
+@pytest.mark.asyncio
+async def test_a_picture_gone_between_the_walk_and_the_sort_is_invalid_with_the_reason(tmp_path: Path) -> None:
+    """The walk lists names; the sort stats them. A picture removed in between is reported as the walk
+    reported one it could not stat, and its neighbours are sorted with their signatures."""
+    write_tree(tmp_path, ["a", "b", "c"], size=(32, 24))
+    settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
+    [chunk] = [c async for c in walked_chunks(settings)]
+    assert all(isinstance(p, Pair) and p.image_sig is None for p in chunk)
+    (tmp_path / "photos" / "b.jpg").unlink()
+    result = await Triage(MemoryStore(), settings, "s", record=True).sort(chunk)
+    assert [(p.key, why) for p, why in result.invalid] == [("b.jpg", "cannot stat: No such file or directory")]
+    assert [p.key for p in result.due] == ["a.jpg", "c.jpg"]
+    a = tmp_path / "photos" / "a.jpg"
+    assert result.due[0].image_sig == FileSig(a.stat().st_size, a.stat().st_mtime_ns)
+    assert result.due[0].mask_sig == FileSig.of(tmp_path / "masks" / "a.png")
