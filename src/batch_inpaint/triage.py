@@ -1,7 +1,8 @@
 """Decide: which walked pairs are due, a chunk at a time, the same way for `run` and for `plan`.
 
-A re-run over a million done items spends its time here, so the common case (done and unchanged) is
-one store read and one pure decision per item, both batched per chunk.
+A re-run over a million done items spends its time here, so the common case (done and unchanged)
+costs two stats and two tuple comparisons against a brief store row, read a chunk at a time; only
+the rest are looked up in full and go through the pure decision, `decide`.
 """
 
 from __future__ import annotations
