@@ -163,18 +163,11 @@ class Signer:
 
     def __call__(self, pair: Pair) -> tuple[os.stat_result, os.stat_result | None]:
         """The image's stat and the mask's (None without a mask). Raises OSError."""
-        folder, name = _split(pair.image_file)
-        if folder != self._images.path:
-            self._images.close()
-            self._images = _Folder(folder)
-        image = self._images.stat(name, self._follow)
+        self._images, image = _stat_in(self._images, pair.image_file, self._follow)
         if pair.mask_file is None:
             return image, None
-        folder, name = _split(pair.mask_file)
-        if folder != self._masks.path:
-            self._masks.close()
-            self._masks = _Folder(folder)
-        return image, self._masks.stat(name, True)
+        self._masks, mask = _stat_in(self._masks, pair.mask_file, True)
+        return image, mask
 
     def close(self) -> None:
         self._images.close()
@@ -186,9 +179,14 @@ def cannot_stat(pair: Pair, exc: OSError) -> Pair:
     return pair._replace(mask_file=None, image_sig=None, mask_sig=None, problem=f"cannot stat: {exc.strerror}")
 
 
-def _split(path: str) -> tuple[str, str]:
-    folder, slash, name = path.rpartition("/")
-    return folder or ("/" if slash else "."), name
+def _stat_in(folder: _Folder, path: str, follow: bool) -> tuple[_Folder, os.stat_result]:
+    """Stat ``path`` through ``folder`` if it lies there, else through its own folder, opened instead."""
+    where, slash, name = path.rpartition("/")
+    where = where or ("/" if slash else ".")
+    if where != folder.path:
+        folder.close()
+        folder = _Folder(where)
+    return folder, folder.stat(name, follow)
 
 
 _STAT_BY_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
