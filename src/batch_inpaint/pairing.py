@@ -163,11 +163,12 @@ class Signer:
 
     def __call__(self, pair: Pair) -> tuple[os.stat_result, os.stat_result | None]:
         """The image's stat and the mask's (None without a mask). Raises OSError."""
-        self._images, image = _stat_in(self._images, pair.image_file, self._follow)
+        self._images, name = _folder_of(self._images, pair.image_file)
+        image = self._images.stat(name, self._follow)
         if pair.mask_file is None:
             return image, None
-        self._masks, mask = _stat_in(self._masks, pair.mask_file, True)
-        return image, mask
+        self._masks, name = _folder_of(self._masks, pair.mask_file)
+        return image, self._masks.stat(name, True)
 
     def close(self) -> None:
         self._images.close()
@@ -179,14 +180,14 @@ def cannot_stat(pair: Pair, exc: OSError) -> Pair:
     return pair._replace(mask_file=None, image_sig=None, mask_sig=None, problem=f"cannot stat: {exc.strerror}")
 
 
-def _stat_in(folder: _Folder, path: str, follow: bool) -> tuple[_Folder, os.stat_result]:
-    """Stat ``path`` through ``folder`` if it lies there, else through its own folder, opened instead."""
+def _folder_of(folder: _Folder, path: str) -> tuple[_Folder, str]:
+    """The folder ``path`` lies in (``folder`` itself, or one in its place) and the file's name there."""
     where, slash, name = path.rpartition("/")
     where = where or ("/" if slash else ".")
     if where != folder.path:
         folder.close()
         folder = _Folder(where)
-    return folder, folder.stat(name, follow)
+    return folder, name
 
 
 _STAT_BY_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
