@@ -4,7 +4,7 @@ The emulator plays the hardest reading of "N a minute": a sliding window that co
 its limit a share of the client's --rate, with and without a Retry-After of 1 s; then a limit at and
 above --rate (nothing may change: no 429, the whole --rate), and two runs of one key started together.
 The window is shortened (``--window`` seconds instead of 60, and the client told so with
-``--rate-window``) so ten windows take a minute or two instead of ten; a Retry-After of 1 s is then ten
+``--rate-window``) so five windows take a minute or two instead of five; a Retry-After of 1 s is then five
 times as costly as against a 60 s window, so these figures are a floor.
 
 Before this client learned the limit (issue 12), --rate 600 against a limit of 60 drew 531 429s for 56
@@ -65,8 +65,8 @@ def one_run(rate: float, window: float, windows: int, share: float, retry_after:
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=600, help="the client's --rate (default 600)")
-    parser.add_argument("--window", type=float, default=6, help="the server's window, seconds (default 6)")
-    parser.add_argument("--windows", type=int, default=10, help="windows of work per run (default 10)")
+    parser.add_argument("--window", type=float, default=12, help="the server's window, seconds (default 12)")
+    parser.add_argument("--windows", type=int, default=5, help="windows of work per run (default 5)")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args(argv)
     print(f"server limit below --rate: --rate {args.rate:g}, sliding {args.window:g} s window counting rejects, "

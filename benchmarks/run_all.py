@@ -18,8 +18,8 @@ from .common import machine
 
 QUICK = {
     "rate": ["--minutes", "0.75", "--runs", "1"],
-    "below": ["--windows", "5"],
-    "shared": ["--windows", "4"],
+    "below": ["--windows", "3"],
+    "shared": ["--windows", "2"],
     "cost": ["--scale", "0.5", "--runs", "1"],
     "memory": ["--small", "100", "--large", "400", "--runs", "1"],
     "noop": ["--items", "20000", "--runs", "3"],

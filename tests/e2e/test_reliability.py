@@ -301,17 +301,17 @@ def test_the_emulator_listens_on_loopback_by_default() -> None:
 def test_a_server_limit_below_the_rate_is_learned(emulator, tmp_path: Path, share: float, retry_after: bool,
                                                   figures) -> None:
     """--rate 600 against a sliding window that counts rejects: a storm of 429s before, a handful now.
-    The emulator's window is 6 s instead of 60 (the client is told with --rate-window): the same
-    dynamics, a tenth of the wait."""
+    The emulator's window is 12 s instead of 60 (the client is told with --rate-window): the same
+    dynamics, a fifth of the wait; the room it keeps for late requests costs 3.3% of the rate."""
     from batch_inpaint.synthetic import write_tree
 
     limit = 600 * share
     count = int(limit / 10 * 10)  # ten windows' worth
     write_tree(tmp_path / "data", [f"img{i:03d}" for i in range(count)], size=(64, 48), seed=5)
-    emu = emulator("--rate", f"{limit:g}", "--window-seconds", "6", "--work", "stub",
+    emu = emulator("--rate", f"{limit:g}", "--window-seconds", "12", "--work", "stub",
                    *([] if retry_after else ["--no-retry-after"]))
     result = run_cli("run", str(tmp_path / "data" / "photos"), "--masks", str(tmp_path / "data" / "masks"),
-                     "--out", str(tmp_path / "out"), "--api-url", emu.url, "--rate", "600", "--rate-window", "6",
+                     "--out", str(tmp_path / "out"), "--api-url", emu.url, "--rate", "600", "--rate-window", "12",
                      "--progress", "lines", key="test-key")
     assert result.returncode == 0, result.stderr
     entries = emu.entries()
