@@ -10,7 +10,7 @@ import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple, Union
+from typing import Callable, Iterator, NamedTuple, Union
 
 from .errors import ConfigError
 from .settings import Settings
@@ -88,24 +88,24 @@ class PairingRules:
     exclude: tuple[str, ...] = ()
     #: A folder under the root the walk leaves out: the masks folder, when it lies inside the input.
     skip_dir: str | None = None
-    #: False: pairs come without their files' signatures, for a `Signer` to stat as they are sorted.
-    stat: bool = True
 
 
-def pairs_for(s: Settings, *, stat: bool = True) -> Iterator["Walked"]:
-    """Every pair the settings describe: the explicit list when there is one, else the walk (whose
-    pairs come without signatures when not ``stat``: a list's always have them)."""
+def rules_for(s: Settings) -> PairingRules:
+    from .roles import masks_inside_input
+
+    return PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude,
+                        masks_inside_input(s))
+
+
+def pairs_for(s: Settings) -> Iterator["Walked"]:
+    """Every pair the settings describe: the explicit list when there is one, else the walk."""
     if s.pairs_file is not None:
         from .pairs_file import read_pairs_file
 
         return iter(read_pairs_file(s.pairs_file))
     if s.input_dir is None:
         raise ConfigError("no input folder")
-    from .roles import masks_inside_input
-
-    rules = PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude,
-                         masks_inside_input(s), stat)
-    return walk(s.input_dir, rules)
+    return walk(s.input_dir, rules_for(s))
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -141,60 +141,95 @@ class _Folder:
                     pass  # stat'ed by path below, which gives the real error per file
         return os.stat(name if self._fd is not None else f"{self.path}/{name}", dir_fd=self._fd, follow_symlinks=follow)
 
-    def sig(self, name: str, follow: bool) -> FileSig:
-        st = self.stat(name, follow)
-        return FileSig(st.st_size, st.st_mtime_ns)
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
 
-class Signer:
-    """Stats the image and mask of pairs walked without signatures (``PairingRules.stat`` False), one
-    open folder at a time, for a caller that compares what it finds as it goes: a re-run then makes
-    no `FileSig` for an item it skips, and no second pass over it (`triage`)."""
-
-    def __init__(self, follow_symlinks: bool) -> None:
-        self._follow = follow_symlinks
-        self._images = _Folder("")
-        self._masks = _Folder("")
-
-    def __call__(self, pair: Pair) -> tuple[os.stat_result, os.stat_result | None]:
-        """The image's stat and the mask's (None without a mask). Raises OSError."""
-        self._images, name = _folder_of(self._images, pair.image_file)
-        image = self._images.stat(name, self._follow)
-        if pair.mask_file is None:
-            return image, None
-        self._masks, name = _folder_of(self._masks, pair.mask_file)
-        return image, self._masks.stat(name, True)
-
-    def close(self) -> None:
-        self._images.close()
-        self._masks.close()
-
-
-def cannot_stat(pair: Pair, exc: OSError) -> Pair:
-    """The pair of a file that cannot be stat'ed, as the walk reports it: invalid, with the reason."""
-    return pair._replace(mask_file=None, image_sig=None, mask_sig=None, problem=f"cannot stat: {exc.strerror}")
-
-
-def _folder_of(folder: _Folder, path: str) -> tuple[_Folder, str]:
-    """The folder ``path`` lies in (``folder`` itself, or one in its place) and the file's name there."""
-    where, slash, name = path.rpartition("/")
-    where = where or ("/" if slash else ".")
-    if where != folder.path:
-        folder.close()
-        folder = _Folder(where)
-    return folder, name
-
-
 _STAT_BY_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
+
+
+class Folder:
+    """The pictures of one directory, paired with their masks but not yet stat'ed: `sign` stats them,
+    a slice at a time, and leaves out what its caller says it already knows (`triage`, where a re-run
+    over a large folder spends its time); `walk` signs them all."""
+
+    __slots__ = ("directory", "rel", "images", "mask_dir", "masks", "fixed_mask", "clashing", "orphans", "follow")
+
+    def __init__(self, directory: str, rel: str, images: list[tuple[str, str]], mask_dir: str,
+                 masks: dict[str, str], fixed_mask: str | None, clashing: set[str], orphans: list[str],
+                 follow: bool) -> None:
+        self.directory, self.rel, self.images = directory, rel, images  # images: (name, stem), sorted
+        self.mask_dir, self.masks, self.fixed_mask = mask_dir, masks, fixed_mask  # masks: image stem -> name
+        self.clashing, self.orphans, self.follow = clashing, orphans, follow
+
+    def sign(self, start: int = 0, stop: int | None = None,
+             known: Callable[[str, tuple[int | None, ...]], bool] | None = None) -> list[Pair]:
+        """The pairs of images ``[start:stop]`` with their files' signatures, except those ``known``
+        takes: it is asked with the key and (image size, mtime, mask size, mtime; None without a mask)
+        before any `Pair` is made. A file that cannot be stat'ed makes its pair invalid, with the reason."""
+        here = _Folder(self.directory)
+        masks = here if self.mask_dir == self.directory else _Folder(self.mask_dir)
+        directory, rel, mask_dir, mask_names, fixed, follow = (
+            self.directory, self.rel, self.mask_dir, self.masks, self.fixed_mask, self.follow)
+        pairs: list[Pair] = []
+        try:
+            fixed_sig: tuple[int, int] | OSError | None = None
+            if fixed is not None:
+                try:
+                    st = os.stat(fixed)
+                    fixed_sig = (st.st_size, st.st_mtime_ns)
+                except OSError as exc:
+                    fixed_sig = exc
+            for name, stem in self.images[start:stop]:
+                key = rel + name
+                mask_name = None if fixed is not None else mask_names.get(stem)
+                try:
+                    image = here.stat(name, follow)
+                    if isinstance(fixed_sig, OSError):
+                        raise fixed_sig
+                    if fixed_sig is not None:
+                        sigs: tuple[int | None, ...] = (image.st_size, image.st_mtime_ns, *fixed_sig)
+                    elif mask_name is not None:
+                        mask = masks.stat(mask_name, True)
+                        sigs = (image.st_size, image.st_mtime_ns, mask.st_size, mask.st_mtime_ns)
+                    else:
+                        sigs = (image.st_size, image.st_mtime_ns, None, None)
+                except OSError as exc:
+                    pairs.append(Pair(key, f"{directory}/{name}", None, self._base(name, stem),
+                                      problem=f"cannot stat: {exc.strerror}"))
+                    continue
+                if known is not None and known(key, sigs):
+                    continue
+                mask_file = fixed if fixed is not None else None if mask_name is None else f"{mask_dir}/{mask_name}"
+                pairs.append(Pair(key, f"{directory}/{name}", mask_file, self._base(name, stem),
+                                  FileSig(sigs[0], sigs[1]),  # type: ignore[arg-type]
+                                  None if sigs[2] is None else FileSig(sigs[2], sigs[3])))  # type: ignore[arg-type]
+        finally:
+            here.close()
+            masks.close()
+        return pairs
+
+    def _base(self, name: str, stem: str) -> str:
+        return self.rel + (name if stem in self.clashing else stem)
+
+    def orphan_masks(self) -> list[OrphanMask]:
+        return [OrphanMask(Path(f"{self.mask_dir}/{name}")) for name in self.orphans]
 
 
 def walk(root: Path, rules: PairingRules) -> Iterator[Walked]:
     """Yield a Pair for every image under ``root`` and an OrphanMask for every mask without an image."""
+    for folder in walk_folders(root, rules):
+        if isinstance(folder, Folder):
+            yield from folder.sign()
+            yield from folder.orphan_masks()
+        else:
+            yield folder
+
+
+def walk_folders(root: Path, rules: PairingRules) -> Iterator[Folder | UnreadableFolder]:
+    """Every folder under ``root`` with pictures or orphan masks in it, a folder before its subfolders."""
     if not root.is_dir():
         raise ConfigError(f"{root}: input folder not found or not a folder")
     if rules.masks_dir is not None and not rules.masks_dir.is_dir():
@@ -205,7 +240,8 @@ def walk(root: Path, rules: PairingRules) -> Iterator[Walked]:
     yield from _walk_dir(str(root), "", rules, seen_dirs)
 
 
-def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[tuple[int, int]]) -> Iterator[Walked]:
+def _walk_dir(directory: str, rel_dir: str, rules: PairingRules,
+              seen_dirs: set[tuple[int, int]]) -> Iterator[Folder | UnreadableFolder]:
     follow = rules.follow_symlinks
     if follow:
         st = os.stat(directory)
@@ -235,7 +271,9 @@ def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[
         return
     files.sort()
     subdirs.sort()
-    yield from _pairs_in_dir(directory, rel_dir, files, rules)
+    folder = _folder(directory, rel_dir, files, rules)
+    if folder.images or folder.orphans:
+        yield folder
     if rules.recursive:
         for sub in subdirs:
             if rules.skip_dir == f"{rel_dir}{sub}":
@@ -243,9 +281,7 @@ def _walk_dir(directory: str, rel_dir: str, rules: PairingRules, seen_dirs: set[
             yield from _walk_dir(f"{directory}/{sub}", f"{rel_dir}{sub}/", rules, seen_dirs)
 
 
-def _pairs_in_dir(
-    directory: str, rel_dir: str, files: list[tuple[str, str]], rules: PairingRules
-) -> Iterator[Walked]:
+def _folder(directory: str, rel_dir: str, files: list[tuple[str, str]], rules: PairingRules) -> Folder:
     sibling_mode = rules.masks_dir is None and rules.mask_file is None
     suffix = rules.mask_suffix
     images: list[tuple[str, str]] = []  # (name, stem)
@@ -262,54 +298,13 @@ def _pairs_in_dir(
         images = kept
     stems = [stem for _, stem in images]
     clashing = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
-    here = _Folder(directory)
-    mask_folder = here
+    mask_dir = directory
     if rules.masks_dir is not None:
-        mask_folder = _Folder(str(rules.masks_dir / rel_dir) if rel_dir else str(rules.masks_dir))
-        masks = _mirror_masks(mask_folder.path)
-    try:
-        yield from _pairs(here, mask_folder, rel_dir, images, masks, clashing, rules, left_out)
-    finally:
-        here.close()
-        mask_folder.close()
-
-
-def _pairs(
-    here: _Folder, mask_folder: _Folder, rel_dir: str, images: list[tuple[str, str]], masks: dict[str, str],
-    clashing: set[str], rules: PairingRules, left_out: set[str],
-) -> Iterator[Walked]:
-    fixed_mask = str(rules.mask_file) if rules.mask_file is not None else None
-    stat = rules.stat
-    fixed_sig = FileSig.of(rules.mask_file) if rules.mask_file is not None and stat else None
-    used: set[str] = set()
-    follow = rules.follow_symlinks
-    directory, mask_dir = here.path, mask_folder.path
-    image_sig_of, mask_sig_of = here.sig, mask_folder.sig
-    for name, stem in images:
-        key, image_file = rel_dir + name, f"{directory}/{name}"
-        base = rel_dir + (name if stem in clashing else stem)
-        mask_name = masks.get(stem)
-        if fixed_mask is not None:
-            mask_file = fixed_mask
-        elif mask_name is not None:
-            used.add(stem)
-            mask_file = f"{mask_dir}/{mask_name}"
-        else:
-            mask_file = None
-        if not stat:
-            yield Pair(key, image_file, mask_file, base)
-            continue
-        try:
-            image_sig = image_sig_of(name, follow)
-            mask_sig = fixed_sig if fixed_mask is not None else (
-                None if mask_name is None else mask_sig_of(mask_name, True))
-        except OSError as exc:
-            yield Pair(key, image_file, None, base, problem=f"cannot stat: {exc.strerror}")
-            continue
-        yield Pair(key, image_file, mask_file, base, image_sig, mask_sig)
-    if fixed_mask is None:
-        for stem in sorted(set(masks) - used - left_out):
-            yield OrphanMask(Path(f"{mask_dir}/{masks[stem]}"))
+        mask_dir = str(rules.masks_dir / rel_dir) if rel_dir else str(rules.masks_dir)
+        masks = _mirror_masks(mask_dir)
+    fixed = str(rules.mask_file) if rules.mask_file is not None else None
+    orphans = [] if fixed is not None else [masks[stem] for stem in sorted(set(masks) - set(stems) - left_out)]
+    return Folder(directory, rel_dir, images, mask_dir, masks, fixed, clashing, orphans, rules.follow_symlinks)
 
 
 def _selected(rel: str, rules: PairingRules) -> bool:

@@ -1,8 +1,9 @@
 """Decide: which walked pairs are due, a chunk at a time, the same way for `run` and for `plan`.
 
 A re-run over a million done items spends its time here, so the common case (done and unchanged)
-costs two stats and two tuple comparisons against a brief store row, read a chunk at a time; only
-the rest are looked up in full and go through the pure decision, `decide`.
+costs two stats and two tuple comparisons against a brief store row, read a chunk at a time, and no
+`Pair` is made for it (`pairing.Folder.sign`); only the rest are looked up in full and go through the
+pure decision, `decide`.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Iterator, TypeVar
+from typing import AsyncIterator, Callable, Iterator, Union
 
 import anyio
 
-from .pairing import FileSig, OrphanMask, Pair, Signer, UnreadableFolder, Walked, cannot_stat, pairs_for
+from .errors import ConfigError
+from .pairing import FileSig, Folder, OrphanMask, Pair, UnreadableFolder, Walked, rules_for, walk_folders
 from .hashing import content_hash, fingerprint
 from .settings import Settings
 from .store import Brief, ItemRow, OutputRecord, SeenItem, Store
 
-T = TypeVar("T")
 WALK_CHUNK = 500
 #: How `Sorted.skipped` names failed items that ran out of runs on transient errors (--retry-failed helps).
 GAVE_UP = "gave_up"
@@ -168,12 +169,15 @@ class Triage:
         self._outputs = OutputIndex(settings.out_dir)
         self._cpu = cpu
 
-    async def sort(self, chunk: list[Walked]) -> Sorted:
+    async def sort(self, chunk: list[Walked | Slice]) -> Sorted:
         result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)],
                         unreadable=[item for item in chunk if isinstance(item, UnreadableFolder)])
         pairs = [item for item in chunk if isinstance(item, Pair)]
-        briefs = {} if self.settings.force else await self.store.briefs([p.key for p in pairs])
-        pairs = await anyio.to_thread.run_sync(self._sign_and_skip, pairs, briefs, result)
+        slices = [item for item in chunk if isinstance(item, Slice)]
+        briefs: dict[str, Brief] = {}
+        if not self.settings.force:
+            briefs = await self.store.briefs([p.key for p in pairs] + [key for s in slices for key in s.keys()])
+        pairs = await anyio.to_thread.run_sync(self._skim, pairs, slices, briefs, result)
         if not pairs:
             return result
         known = [p.key for p in pairs if self.settings.force or p.key in briefs]
@@ -198,52 +202,22 @@ class Triage:
             await self.store.record_seen(seen)
         return result
 
-    def _sign_and_skip(self, pairs: list[Pair], briefs: dict[str, Brief], result: Sorted) -> list[Pair]:
-        """In a worker thread: stat the files of pairs walked without signatures, and skip the items
-        done (or with an empty mask) under these settings whose inputs kept their size and mtime, as
-        `decide` would; the rest, with their signatures, for `decide`.
-
-        The common case of a re-run over a large folder, in one pass: an item skipped costs its two
-        stats and two tuple comparisons, no `FileSig`, no `ItemRow` and no call of `decide`."""
-        rest: list[Pair] = []
-        done = empty = 0
-        same_settings = ("done", self.settings_hash)
-        empty_mask = ("empty_mask", self.settings_hash)
-        exists = self._outputs.exists
-        sign = Signer(self.settings.follow_symlinks)
-        try:
-            for pair in pairs:
-                if pair.image_sig is not None:  # signed already (a pairs file)
-                    sigs: tuple[int | None, ...] = pair.image_sig + (pair.mask_sig or (None, None))
-                elif pair.problem is None:
-                    try:
-                        image, mask = sign(pair)
-                    except OSError as exc:
-                        rest.append(cannot_stat(pair, exc))
-                        continue
-                    sigs = (image.st_size, image.st_mtime_ns, *(
-                        (None, None) if mask is None else (mask.st_size, mask.st_mtime_ns)))
-                else:
-                    rest.append(pair)
-                    continue
-                brief = briefs.get(pair.key)
-                if brief is not None and brief[3:] == sigs:
-                    if brief[:2] == same_settings and brief[2] and exists(brief[2]):
-                        done += 1
-                        continue
-                    if brief[:2] == empty_mask:
-                        empty += 1
-                        continue
-                if pair.image_sig is None:
-                    pair = pair._replace(image_sig=FileSig(image.st_size, image.st_mtime_ns),
-                                         mask_sig=None if mask is None else FileSig(mask.st_size, mask.st_mtime_ns))
-                rest.append(pair)
-        finally:
-            sign.close()
-        if done:
-            result.skip("done", done)
-        if empty:
-            result.skip("empty_mask", empty)
+    def _skim(self, pairs: list[Pair], slices: list[Slice], briefs: dict[str, Brief], result: Sorted) -> list[Pair]:
+        """In a worker thread: skip the items done (or with an empty mask) under these settings whose
+        inputs kept their size and mtime, as `decide` would; the rest, signed, for `decide`. The
+        slices of walked folders are stat'ed here, so a skipped item costs its stats and two tuple
+        comparisons, and no `Pair`."""
+        known = _Known(briefs, self.settings_hash, self._outputs.exists)
+        rest = [p for p in pairs if p.problem is not None or p.image_sig is None
+                or not known(p.key, p.image_sig + (p.mask_sig or (None, None)))]
+        for piece in slices:
+            rest += piece.folder.sign(piece.start, piece.stop, known)
+            if piece.last:
+                result.orphans += piece.folder.orphan_masks()
+        if known.done:
+            result.skip("done", known.done)
+        if known.empty:
+            result.skip("empty_mask", known.empty)
         return rest
 
     def _classify(self, pairs: list[Pair], rows: dict[str, ItemRow],
@@ -301,18 +275,76 @@ def _same_content(pair: Pair, image_hash: str | None, mask_hash: str | None, alg
         return False
 
 
-async def walked_chunks(settings: Settings, size: int = WALK_CHUNK) -> AsyncIterator[list[Walked]]:
-    """The walk (`pairing.pairs_for`) in chunks, each taken in a worker thread. The walk lists folders;
-    `Triage.sort` stats the files as it compares them with the store."""
-    source = pairs_for(settings, stat=False)  # `Triage.sort` stats them as it compares
-    while chunk := await anyio.to_thread.run_sync(_take, source, size):
+class _Known:
+    """Whether a stat'ed item is done (or has an empty mask) under these settings with the same inputs,
+    by its brief store row; counts those it takes."""
+
+    def __init__(self, briefs: dict[str, Brief], settings_hash: str, exists: Callable[[str], bool]) -> None:
+        self.briefs, self.exists = briefs, exists
+        self.done_row, self.empty_row = ("done", settings_hash), ("empty_mask", settings_hash)
+        self.done = self.empty = 0
+
+    def __call__(self, key: str, sigs: tuple[int | None, ...]) -> bool:
+        brief = self.briefs.get(key)
+        if brief is None or brief[3:] != sigs:
+            return False
+        if brief[:2] == self.done_row and brief[2] and self.exists(brief[2]):
+            self.done += 1
+            return True
+        if brief[:2] == self.empty_row:
+            self.empty += 1
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Images ``[start:stop]`` of a walked folder, to be stat'ed as they are sorted; ``last`` brings
+    the folder's orphan masks."""
+
+    folder: Folder
+    start: int
+    stop: int
+
+    @property
+    def last(self) -> bool:
+        return self.stop == len(self.folder.images)
+
+    def keys(self) -> list[str]:
+        rel = self.folder.rel
+        return [rel + name for name, _ in self.folder.images[self.start:self.stop]]
+
+
+Chunk = list[Union[Walked, Slice]]
+
+
+async def walked_chunks(settings: Settings, size: int = WALK_CHUNK) -> AsyncIterator[Chunk]:
+    """The walk in chunks of about ``size`` pictures, each taken in a worker thread: the folders
+    listed and paired, not stat'ed (`Triage.sort` stats them as it compares); or a pairs file's pairs."""
+    chunks, end = _chunks(settings, size), Chunk()
+    while chunk := await anyio.to_thread.run_sync(next, chunks, end):
         yield chunk
 
 
-def _take(source: Iterator[T], n: int) -> list[T]:
-    chunk: list[T] = []
-    for item in source:
-        chunk.append(item)
-        if len(chunk) >= n:
-            break
-    return chunk
+def _chunks(settings: Settings, size: int) -> Iterator[Chunk]:
+    if settings.pairs_file is not None:
+        from .pairs_file import read_pairs_file
+
+        items: Iterator[Walked | Folder] = iter(read_pairs_file(settings.pairs_file))
+    elif settings.input_dir is None:
+        raise ConfigError("no input folder")
+    else:
+        items = walk_folders(settings.input_dir, rules_for(settings))
+    chunk: Chunk = []
+    count = 0
+    for item in items:
+        pieces: list[Walked | Slice] = [item] if not isinstance(item, Folder) else [
+            Slice(item, start, min(start + size, len(item.images))) for start in range(0, len(item.images) or 1, size)]
+        for piece in pieces:
+            chunk.append(piece)
+            count += piece.stop - piece.start if isinstance(piece, Slice) else 1
+            if count >= size:
+                yield chunk
+                chunk, count = [], 0
+    if chunk:
+        yield chunk

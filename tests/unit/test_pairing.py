@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
 from batch_inpaint.errors import ConfigError
-from batch_inpaint.pairing import FileSig, OrphanMask, Pair, PairingRules, Signer, split_name, walk
+from batch_inpaint.pairing import FileSig, Folder, OrphanMask, Pair, PairingRules, split_name, walk, walk_folders
 from batch_inpaint.pairs_file import read_pairs_file
 
 
@@ -141,9 +140,10 @@ def test_a_folder_that_cannot_be_read_is_reported_not_skipped(tmp_path: Path, mo
 
 
 @pytest.mark.parametrize("layout", ["sibling", "mirror", "one mask", "symlinks followed"])
-def test_a_walk_without_signatures_and_a_signer_give_what_the_signed_walk_gives(tmp_path: Path, layout: str) -> None:
-    """`triage` walks without stat'ing and stats as it compares: the pairs, and the sizes and times the
-    `Signer` finds for them, must be the signed walk's, whatever the layout."""
+def test_folders_signed_a_slice_at_a_time_give_the_walk_less_what_the_caller_knows(tmp_path: Path,
+                                                                                   layout: str) -> None:
+    """`triage` signs each walked folder a slice at a time and makes no `Pair` for an item it already
+    knows: what is left must be the walk's pairs, with the files' real sizes and times, less those."""
     root, masks = tmp_path / "in", tmp_path / "m"
     for i, folder in enumerate(["", "d/", "d/e/"]):
         touch(root / f"{folder}p{i}.jpg", b"1" * (i + 3))
@@ -154,16 +154,18 @@ def test_a_walk_without_signatures_and_a_signer_give_what_the_signed_walk_gives(
     rules = {"sibling": PairingRules(), "mirror": PairingRules(masks_dir=masks),
              "one mask": PairingRules(mask_file=masks / "p0.png"),
              "symlinks followed": PairingRules(masks_dir=masks, follow_symlinks=True)}[layout]
-    signed = list(walk(root, rules))
-    unsigned = list(walk(root, dataclasses.replace(rules, stat=False)))
-    assert [p._replace(image_sig=None, mask_sig=None) if isinstance(p, Pair) else p for p in signed] == unsigned
-    sign = Signer(rules.follow_symlinks)
-    try:
-        for walked, bare in zip(signed, unsigned):
-            if isinstance(bare, Pair):
-                image, mask = sign(bare)
-                assert walked.image_sig == FileSig(image.st_size, image.st_mtime_ns)
-                assert walked.mask_sig == (None if mask is None else FileSig(mask.st_size, mask.st_mtime_ns))
-    finally:
-        sign.close()
-    assert sum(isinstance(p, Pair) for p in unsigned) == (4 if rules.follow_symlinks else 3)
+    walked = [p for p in walk(root, rules) if isinstance(p, Pair)]
+    assert len(walked) == (4 if rules.follow_symlinks else 3)
+    for pair in walked:
+        assert pair.image_sig == FileSig.of(pair.image)
+        assert pair.mask_sig == (None if pair.mask is None else FileSig.of(pair.mask))
+    asked: list[tuple[str, tuple[int | None, ...]]] = []
+
+    def known(key: str, sigs: tuple[int | None, ...]) -> bool:
+        asked.append((key, sigs))
+        return key == "d/p1.jpg"
+
+    folders = [f for f in walk_folders(root, rules) if isinstance(f, Folder)]
+    sliced = [p for f in folders for start in range(len(f.images)) for p in f.sign(start, start + 1, known)]
+    assert sliced == [p for p in walked if p.key != "d/p1.jpg"]
+    assert asked == [(p.key, p.image_sig + (p.mask_sig or (None, None))) for p in walked]

@@ -8,7 +8,7 @@ from batch_inpaint.pairing import FileSig, Pair
 from batch_inpaint.settings import Settings
 from batch_inpaint.store import ItemRow, MemoryStore
 from batch_inpaint.synthetic import write_tree
-from batch_inpaint.triage import Decision, OutputIndex, Triage, decide, walked_chunks
+from batch_inpaint.triage import Decision, OutputIndex, Slice, Triage, decide, walked_chunks
 
 SIG, MSIG = FileSig(100, 5), FileSig(20, 6)
 
@@ -184,7 +184,7 @@ async def test_a_picture_gone_between_the_walk_and_the_sort_is_invalid_with_the_
     write_tree(tmp_path, ["a", "b", "c"], size=(32, 24))
     settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
     [chunk] = [c async for c in walked_chunks(settings)]
-    assert all(isinstance(p, Pair) and p.image_sig is None for p in chunk)
+    assert all(isinstance(piece, Slice) for piece in chunk)  # listed, not yet stat'ed
     (tmp_path / "photos" / "b.jpg").unlink()
     result = await Triage(MemoryStore(), settings, "s", record=True).sort(chunk)
     assert [(p.key, why) for p, why in result.invalid] == [("b.jpg", "cannot stat: No such file or directory")]
@@ -192,3 +192,22 @@ async def test_a_picture_gone_between_the_walk_and_the_sort_is_invalid_with_the_
     a = tmp_path / "photos" / "a.jpg"
     assert result.due[0].image_sig == FileSig(a.stat().st_size, a.stat().st_mtime_ns)
     assert result.due[0].mask_sig == FileSig.of(tmp_path / "masks" / "a.png")
+
+
+@pytest.mark.asyncio
+async def test_the_walk_comes_in_chunks_of_about_the_size_asked_whatever_the_folders(tmp_path: Path) -> None:
+    """A large folder is split, small ones go together: every picture is sorted once, in walk order,
+    and an orphan mask is reported once, with the last slice of its folder."""
+    names = [f"big/p{i}" for i in range(7)] + ["s1/a", "s2/b", "s3/c"]
+    write_tree(tmp_path, names, size=(16, 12))
+    (tmp_path / "masks" / "big" / "zz.png").write_bytes(b"")
+    settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
+    triage = Triage(MemoryStore(), settings, "s", record=False)
+    sizes, due, orphans = [], [], []
+    async for chunk in walked_chunks(settings, size=3):
+        result = await triage.sort(chunk)
+        sizes.append(result.pairs)
+        due += [p.key for p in result.due]
+        orphans += [o.path.name for o in result.orphans]
+    assert due == [f"{n}.jpg" for n in names] and orphans == ["zz.png"]
+    assert sizes == [3, 3, 3, 1]
