@@ -90,22 +90,20 @@ class PairingRules:
     skip_dir: str | None = None
 
 
-def rules_for(s: Settings) -> PairingRules:
-    from .roles import masks_inside_input
-
-    return PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude,
-                        masks_inside_input(s))
-
-
-def pairs_for(s: Settings) -> Iterator["Walked"]:
-    """Every pair the settings describe: the explicit list when there is one, else the walk."""
+def pairs_or_folders(s: Settings) -> Iterator[Pair | Folder | UnreadableFolder]:
+    """What the settings describe: the explicit list's pairs (signed) when there is one, else the
+    walk's folders (`Folder.sign` makes their pairs)."""
     if s.pairs_file is not None:
         from .pairs_file import read_pairs_file
 
         return iter(read_pairs_file(s.pairs_file))
     if s.input_dir is None:
         raise ConfigError("no input folder")
-    return walk(s.input_dir, rules_for(s))
+    from .roles import masks_inside_input
+
+    rules = PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude,
+                         masks_inside_input(s))
+    return walk_folders(s.input_dir, rules)
 
 
 def split_name(name: str) -> tuple[str, str]:

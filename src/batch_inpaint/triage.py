@@ -16,8 +16,7 @@ from typing import AsyncIterator, Callable, Iterator, Union
 
 import anyio
 
-from .errors import ConfigError
-from .pairing import FileSig, Folder, OrphanMask, Pair, UnreadableFolder, Walked, rules_for, walk_folders
+from .pairing import FileSig, Folder, OrphanMask, Pair, UnreadableFolder, Walked, pairs_or_folders
 from .hashing import content_hash, fingerprint
 from .settings import Settings
 from .store import Brief, ItemRow, OutputRecord, SeenItem, Store
@@ -169,7 +168,7 @@ class Triage:
         self._outputs = OutputIndex(settings.out_dir)
         self._cpu = cpu
 
-    async def sort(self, chunk: list[Walked | Slice]) -> Sorted:
+    async def sort(self, chunk: Chunk) -> Sorted:
         result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)],
                         unreadable=[item for item in chunk if isinstance(item, UnreadableFolder)])
         pairs = [item for item in chunk if isinstance(item, Pair)]
@@ -327,14 +326,7 @@ async def walked_chunks(settings: Settings, size: int = WALK_CHUNK) -> AsyncIter
 
 
 def _chunks(settings: Settings, size: int) -> Iterator[Chunk]:
-    if settings.pairs_file is not None:
-        from .pairs_file import read_pairs_file
-
-        items: Iterator[Walked | Folder] = iter(read_pairs_file(settings.pairs_file))
-    elif settings.input_dir is None:
-        raise ConfigError("no input folder")
-    else:
-        items = walk_folders(settings.input_dir, rules_for(settings))
+    items = pairs_or_folders(settings)
     chunk: Chunk = []
     count = 0
     for item in items:
