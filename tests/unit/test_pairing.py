@@ -169,3 +169,12 @@ def test_folders_signed_a_slice_at_a_time_give_the_walk_less_what_the_caller_kno
     sliced = [p for f in folders for start in range(len(f.images)) for p in f.sign(start, start + 1, known)]
     assert sliced == [p for p in walked if p.key != "d/p1.jpg"]
     assert asked == [(p.key, p.image_sig + (p.mask_sig or (None, None))) for p in walked]
+
+
+def test_a_single_mask_gone_after_the_walk_makes_each_pair_invalid_with_the_reason(tmp_path: Path) -> None:
+    touch(tmp_path / "in" / "a.jpg")
+    touch(tmp_path / "one.png")
+    [folder] = list(walk_folders(tmp_path / "in", PairingRules(mask_file=tmp_path / "one.png")))
+    (tmp_path / "one.png").unlink()
+    [pair] = folder.sign()
+    assert (pair.key, pair.mask_file, pair.problem) == ("a.jpg", None, "cannot stat: No such file or directory")

@@ -211,3 +211,15 @@ async def test_the_walk_comes_in_chunks_of_about_the_size_asked_whatever_the_fol
         orphans += [o.path.name for o in result.orphans]
     assert due == [f"{n}.jpg" for n in names] and orphans == ["zz.png"]
     assert sizes == [3, 3, 3, 1]
+
+
+@pytest.mark.asyncio
+async def test_a_folder_holding_only_masks_reports_them_once_as_orphans(tmp_path: Path) -> None:
+    write_tree(tmp_path, ["a", "only/b"], size=(16, 12), sibling=True)
+    (tmp_path / "photos" / "only" / "b.jpg").unlink()
+    settings = Settings(input_dir=tmp_path / "photos", out_dir=tmp_path / "out")
+    triage = Triage(MemoryStore(), settings, "s", record=False)
+    chunks = [c async for c in walked_chunks(settings, size=3)]
+    results = [await triage.sort(chunk) for chunk in chunks]
+    assert [p.key for r in results for p in r.due] == ["a.jpg"]
+    assert [o.path.name for r in results for o in r.orphans] == ["b_mask.png"]
