@@ -148,19 +148,21 @@ class _Folder:
 _STAT_BY_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
 
 
+@dataclass(eq=False, slots=True)
 class Folder:
     """The pictures of one directory, paired with their masks but not yet stat'ed: `sign` stats them,
     a slice at a time, and leaves out what its caller says it already knows (`triage`, where a re-run
     over a large folder spends its time); `walk` signs them all."""
 
-    __slots__ = ("directory", "rel", "images", "mask_dir", "masks", "fixed_mask", "clashing", "orphans", "follow")
-
-    def __init__(self, directory: str, rel: str, images: list[tuple[str, str]], mask_dir: str,
-                 masks: dict[str, str], fixed_mask: str | None, clashing: set[str], orphans: list[str],
-                 follow: bool) -> None:
-        self.directory, self.rel, self.images = directory, rel, images  # images: (name, stem), sorted
-        self.mask_dir, self.masks, self.fixed_mask = mask_dir, masks, fixed_mask  # masks: image stem -> name
-        self.clashing, self.orphans, self.follow = clashing, orphans, follow
+    directory: str
+    rel: str
+    images: list[tuple[str, str]]  # (name, stem), sorted
+    mask_dir: str
+    masks: dict[str, str]  # image stem -> mask file name
+    fixed_mask: str | None
+    clashing: set[str]
+    orphans: list[str]  # mask file names
+    follow: bool
 
     def sign(self, start: int = 0, stop: int | None = None,
              known: Callable[[str, tuple[int | None, ...]], bool] | None = None) -> list[Pair]:

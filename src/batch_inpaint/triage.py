@@ -12,7 +12,7 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator, Union
+from typing import AsyncIterator, Callable, Iterator, Sequence, Union
 
 import anyio
 
@@ -309,6 +309,12 @@ class Slice:
     def last(self) -> bool:
         return self.stop == len(self.folder.images)
 
+    @classmethod
+    def cut(cls, folder: Folder, size: int) -> list[Slice]:
+        """The folder in slices of ``size`` images at most; one empty slice for a folder of masks only."""
+        count = len(folder.images)
+        return [cls(folder, start, min(start + size, count)) for start in range(0, count or 1, size)]
+
     def keys(self) -> list[str]:
         rel = self.folder.rel
         return [rel + name for name, _ in self.folder.images[self.start:self.stop]]
@@ -326,12 +332,10 @@ async def walked_chunks(settings: Settings, size: int = WALK_CHUNK) -> AsyncIter
 
 
 def _chunks(settings: Settings, size: int) -> Iterator[Chunk]:
-    items = pairs_or_folders(settings)
     chunk: Chunk = []
     count = 0
-    for item in items:
-        pieces: list[Walked | Slice] = [item] if not isinstance(item, Folder) else [
-            Slice(item, start, min(start + size, len(item.images))) for start in range(0, len(item.images) or 1, size)]
+    for item in pairs_or_folders(settings):
+        pieces: Sequence[Walked | Slice] = Slice.cut(item, size) if isinstance(item, Folder) else [item]
         for piece in pieces:
             chunk.append(piece)
             count += piece.stop - piece.start if isinstance(piece, Slice) else 1
