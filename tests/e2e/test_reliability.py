@@ -306,7 +306,7 @@ def test_a_server_limit_below_the_rate_is_learned(emulator, tmp_path: Path, shar
     from batch_inpaint.synthetic import write_tree
 
     limit = 600 * share
-    count = int(limit / 10 * 10)  # ten windows' worth
+    count = int(limit * 12 / 60 * 10)  # ten windows' worth: a pause of one window costs a tenth, as it did at 6 s
     write_tree(tmp_path / "data", [f"img{i:03d}" for i in range(count)], size=(64, 48), seed=5)
     emu = emulator("--rate", f"{limit:g}", "--window-seconds", "12", "--work", "stub",
                    *([] if retry_after else ["--no-retry-after"]))
