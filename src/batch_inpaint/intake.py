@@ -49,7 +49,7 @@ class Intake:
             self.stats.notice(f"the masks folder {self.settings.masks_dir} is inside the input folder: "
                               f"its files are used as masks only, not as pictures to clean")
         async with due:
-            async for chunk in walked_chunks(self.settings):
+            async for chunk in walked_chunks(self.settings, store=self.triage.store):
                 sorted_ = await self.triage.sort(chunk)
                 for adoption in sorted_.adopted:
                     await self.recorder.adopted(adoption)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Union
 
+from . import signatures
 from .errors import ConfigError
+from .signatures import Taken
 from .settings import Settings
 
 IMAGE_EXTENSIONS = frozenset(
@@ -119,35 +121,6 @@ def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-class _Folder:
-    """A directory whose files are stat'ed by name through one open descriptor (opened at the first
-    stat), which spares the kernel a walk of the whole path for every file. Stat'ing is most of what
-    a re-run over a million done items costs."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._opened = False
-
-    def stat(self, name: str, follow: bool) -> os.stat_result:
-        if not self._opened:
-            self._opened = True
-            if _STAT_BY_FD:
-                try:
-                    self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-                except OSError:
-                    pass  # stat'ed by path below, which gives the real error per file
-        return os.stat(name if self._fd is not None else f"{self.path}/{name}", dir_fd=self._fd, follow_symlinks=follow)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-_STAT_BY_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
-
-
 @dataclass(eq=False, slots=True)
 class Folder:
     """The pictures of one directory, paired with their masks but not yet stat'ed: `sign` stats them,
@@ -165,51 +138,35 @@ class Folder:
     follow: bool
 
     def sign(self, start: int = 0, stop: int | None = None,
-             known: Callable[[str, tuple[int | None, ...]], bool] | None = None) -> list[Pair]:
+             known: Callable[[str, tuple[int | None, ...]], bool] | None = None,
+             taken: list[Taken] | None = None) -> list[Pair]:
         """The pairs of images ``[start:stop]`` with their files' signatures, except those ``known``
         takes: it is asked with the key and (image size, mtime, mask size, mtime; None without a mask)
-        before any `Pair` is made. A file that cannot be stat'ed makes its pair invalid, with the reason."""
-        here = _Folder(self.directory)
-        masks = here if self.mask_dir == self.directory else _Folder(self.mask_dir)
-        directory, rel, mask_dir, mask_names, fixed, follow = (
-            self.directory, self.rel, self.mask_dir, self.masks, self.fixed_mask, self.follow)
+        before any `Pair` is made. A file that cannot be stat'ed makes its pair invalid, with the reason.
+        ``taken``: the signatures already taken (`slice_request`, by a helper process)."""
+        images = self.images[start:stop]
+        if taken is None:
+            taken = signatures.take(*self.slice_request(start, stop))
+        rel, directory, mask_dir, mask_names, fixed = self.rel, self.directory, self.mask_dir, self.masks, self.fixed_mask
         pairs: list[Pair] = []
-        try:
-            fixed_sig: tuple[int, int] | OSError | None = None
-            if fixed is not None:
-                try:
-                    st = os.stat(fixed)
-                    fixed_sig = (st.st_size, st.st_mtime_ns)
-                except OSError as exc:
-                    fixed_sig = exc
-            for name, stem in self.images[start:stop]:
-                key = rel + name
-                mask_name = None if fixed is not None else mask_names.get(stem)
-                try:
-                    image = here.stat(name, follow)
-                    if isinstance(fixed_sig, OSError):
-                        raise fixed_sig
-                    if fixed_sig is not None:
-                        sigs: tuple[int | None, ...] = (image.st_size, image.st_mtime_ns, *fixed_sig)
-                    elif mask_name is not None:
-                        mask = masks.stat(mask_name, True)
-                        sigs = (image.st_size, image.st_mtime_ns, mask.st_size, mask.st_mtime_ns)
-                    else:
-                        sigs = (image.st_size, image.st_mtime_ns, None, None)
-                except OSError as exc:
-                    pairs.append(Pair(key, f"{directory}/{name}", None, self._base(name, stem),
-                                      problem=f"cannot stat: {exc.strerror}"))
-                    continue
-                if known is not None and known(key, sigs):
-                    continue
-                mask_file = fixed if fixed is not None else None if mask_name is None else f"{mask_dir}/{mask_name}"
-                pairs.append(Pair(key, f"{directory}/{name}", mask_file, self._base(name, stem),
-                                  FileSig(sigs[0], sigs[1]),  # type: ignore[arg-type]
-                                  None if sigs[2] is None else FileSig(sigs[2], sigs[3])))  # type: ignore[arg-type]
-        finally:
-            here.close()
-            masks.close()
+        for (name, stem), sigs in zip(images, taken):
+            key = rel + name
+            if isinstance(sigs, str):
+                pairs.append(Pair(key, f"{directory}/{name}", None, self._base(name, stem),
+                                  problem=f"cannot stat: {sigs}"))
+                continue
+            if known is not None and known(key, sigs):
+                continue
+            mask_file = fixed if fixed is not None else None if (m := mask_names.get(stem)) is None else f"{mask_dir}/{m}"
+            pairs.append(Pair(key, f"{directory}/{name}", mask_file, self._base(name, stem), FileSig(sigs[0], sigs[1]),
+                              None if sigs[2] is None else FileSig(sigs[2], sigs[3])))  # type: ignore[arg-type]
         return pairs
+
+    def slice_request(self, start: int, stop: int | None) -> tuple[str, list[str], str, list[str | None], str | None, bool]:
+        """What `signatures.take` needs to stat images ``[start:stop]`` and their masks."""
+        images, masks = self.images[start:stop], self.masks
+        mask_names: list[str | None] = [None] * len(images) if self.fixed_mask is not None else [masks.get(stem) for _, stem in images]
+        return (self.directory, [name for name, _ in images], self.mask_dir, mask_names, self.fixed_mask, self.follow)
 
     def _base(self, name: str, stem: str) -> str:
         return self.rel + (name if stem in self.clashing else stem)

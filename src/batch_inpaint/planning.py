@@ -75,7 +75,7 @@ async def plan(settings: Settings) -> Plan:
         return request if source is None or await answers.read(source) is None else None
 
     try:
-        async for chunk in walked_chunks(settings):
+        async for chunk in walked_chunks(settings, store=store):
             sorted_ = await triage.sort(chunk)
             result.orphans += len(sorted_.orphans)
             for status, count in sorted_.skipped.items():  # by what the manifest says of them

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator, Sequence, Union
+from typing import AsyncIterator, Callable, Generator, Sequence, Union
 
 import anyio
 
 from .pairing import FileSig, Folder, OrphanMask, Pair, UnreadableFolder, Walked, pairs_or_folders
 from .hashing import content_hash, fingerprint
 from .settings import Settings
-from .store import Brief, ItemRow, OutputRecord, SeenItem, Store
+from .signatures import Answer, Helper, HelperGone
+from .store import Brief, ItemRow, OutputRecord, SeenItem, SqliteStore, Store
+from .store.sqlite import BRIEF_SELECT
 
 WALK_CHUNK = 500
+#: Pictures walked before a helper process takes over the stats: a small run never starts one.
+HELPER_AFTER = 5000
 #: How `Sorted.skipped` names failed items that ran out of runs on transient errors (--retry-failed helps).
 GAVE_UP = "gave_up"
 
@@ -173,10 +178,17 @@ class Triage:
                         unreadable=[item for item in chunk if isinstance(item, UnreadableFolder)])
         pairs = [item for item in chunk if isinstance(item, Pair)]
         slices = [item for item in chunk if isinstance(item, Slice)]
+        answers = await anyio.to_thread.run_sync(_answers, slices)
         briefs: dict[str, Brief] = {}
         if not self.settings.force:
-            briefs = await self.store.briefs([p.key for p in pairs] + [key for s in slices for key in s.keys()])
-        pairs = await anyio.to_thread.run_sync(self._skim, pairs, slices, briefs, result)
+            for answer in answers:
+                if answer is not None and answer[1] is not None:
+                    briefs.update(answer[1])
+            keys = [p.key for p in pairs] + [key for piece, answer in zip(slices, answers)
+                                             if answer is None or answer[1] is None for key in piece.keys()]
+            if keys:
+                briefs.update(await self.store.briefs(keys))
+        pairs = await anyio.to_thread.run_sync(self._skim, pairs, slices, answers, briefs, result)
         if not pairs:
             return result
         known = [p.key for p in pairs if self.settings.force or p.key in briefs]
@@ -201,7 +213,8 @@ class Triage:
             await self.store.record_seen(seen)
         return result
 
-    def _skim(self, pairs: list[Pair], slices: list[Slice], briefs: dict[str, Brief], result: Sorted) -> list[Pair]:
+    def _skim(self, pairs: list[Pair], slices: list[Slice], answers: list[Answer | None], briefs: dict[str, Brief],
+              result: Sorted) -> list[Pair]:
         """In a worker thread: skip the items done (or with an empty mask) under these settings whose
         inputs kept their size and mtime, as `decide` would; the rest, signed, for `decide`. The
         slices of walked folders are stat'ed here, so a skipped item costs its stats and two tuple
@@ -209,8 +222,8 @@ class Triage:
         known = _Known(briefs, self.settings_hash, self._outputs.exists)
         rest = [p for p in pairs if p.problem is not None or p.image_sig is None
                 or not known(p.key, p.image_sig + (p.mask_sig or (None, None)))]
-        for piece in slices:
-            rest += piece.folder.sign(piece.start, piece.stop, known)
+        for piece, answer in zip(slices, answers):
+            rest += piece.folder.sign(piece.start, piece.stop, known, None if answer is None else answer[0])
             if piece.last:
                 result.orphans += piece.folder.orphan_masks()
         if known.done:
@@ -299,11 +312,13 @@ class _Known:
 @dataclass(frozen=True, slots=True)
 class Slice:
     """Images ``[start:stop]`` of a walked folder, to be stat'ed as they are sorted; ``last`` brings
-    the folder's orphan masks."""
+    the folder's orphan masks. ``taken``: their signatures and brief rows, on their way from a helper
+    process."""
 
     folder: Folder
     start: int
     stop: int
+    taken: Future[Answer] | None = field(default=None, compare=False)
 
     @property
     def last(self) -> bool:
@@ -319,28 +334,69 @@ class Slice:
         rel = self.folder.rel
         return [rel + name for name, _ in self.folder.images[self.start:self.stop]]
 
+    def answer(self) -> Answer | None:
+        """The helper's answer for this slice, waited for; None without one (the caller does the work)."""
+        try:
+            return None if self.taken is None else self.taken.result()
+        except HelperGone:
+            return None
+
+
+def _answers(slices: list[Slice]) -> list[Answer | None]:
+    return [piece.answer() for piece in slices]
+
 
 Chunk = list[Union[Walked, Slice]]
 
 
-async def walked_chunks(settings: Settings, size: int = WALK_CHUNK) -> AsyncIterator[Chunk]:
-    """The walk in chunks of about ``size`` pictures, each taken in a worker thread: the folders
-    listed and paired, not stat'ed (`Triage.sort` stats them as it compares); or a pairs file's pairs."""
-    chunks, end = _chunks(settings, size), Chunk()
-    while chunk := await anyio.to_thread.run_sync(next, chunks, end):
-        yield chunk
+async def walked_chunks(settings: Settings, size: int = WALK_CHUNK, helper_after: int | None = HELPER_AFTER,
+                        store: Store | None = None) -> AsyncIterator[Chunk]:
+    """The walk in chunks of about ``size`` pictures, walked a chunk ahead in a thread of its own: the
+    folders listed and paired, not stat'ed (`Triage.sort` stats them as it compares); or a pairs file's
+    pairs. Past ``helper_after`` pictures (None: never), a helper process stats each slice as it is
+    walked and reads its brief rows from a SQLite ``store``, so that work is done on another core by
+    the time the slice is sorted (`signatures`)."""
+    briefs = (str(store.path), BRIEF_SELECT) if isinstance(store, SqliteStore) and not settings.force else None
+    chunks, end = _chunks(settings, size, helper_after, briefs), Chunk()
+    walker = ThreadPoolExecutor(1, thread_name_prefix="walk")
+    ahead = walker.submit(next, chunks, end)
+    try:
+        while chunk := await anyio.to_thread.run_sync(ahead.result):
+            ahead = walker.submit(next, chunks, end)  # the next chunk walked while this one is sorted
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_stop, walker, chunks)
 
 
-def _chunks(settings: Settings, size: int) -> Iterator[Chunk]:
+def _stop(walker: ThreadPoolExecutor, chunks: Generator[Chunk, None, None]) -> None:
+    walker.shutdown()  # lets the chunk being walked finish
+    chunks.close()  # stops the helper
+
+
+def _chunks(settings: Settings, size: int, helper_after: int | None,
+            briefs: tuple[str, str] | None) -> Generator[Chunk, None, None]:
     chunk: Chunk = []
-    count = 0
-    for item in pairs_or_folders(settings):
-        pieces: Sequence[Walked | Slice] = Slice.cut(item, size) if isinstance(item, Folder) else [item]
-        for piece in pieces:
-            chunk.append(piece)
-            count += piece.stop - piece.start if isinstance(piece, Slice) else 1
-            if count >= size:
-                yield chunk
-                chunk, count = [], 0
-    if chunk:
-        yield chunk
+    count = walked = 0
+    helper: Helper | None = None
+    try:
+        for item in pairs_or_folders(settings):
+            pieces: Sequence[Walked | Slice] = Slice.cut(item, size) if isinstance(item, Folder) else [item]
+            for piece in pieces:
+                if isinstance(piece, Slice):
+                    walked += piece.stop - piece.start
+                    if helper is None and helper_after is not None and walked > helper_after:
+                        helper, helper_after = Helper.start(), None
+                    if helper is not None and piece.stop > piece.start:
+                        request = piece.folder.slice_request(piece.start, piece.stop)
+                        piece = replace(piece, taken=helper.submit(request, briefs, piece.folder.rel))
+                chunk.append(piece)
+                count += piece.stop - piece.start if isinstance(piece, Slice) else 1
+                if count >= size:
+                    yield chunk
+                    chunk, count = [], 0
+        if chunk:
+            yield chunk
+    finally:
+        if helper is not None:
+            helper.close()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -184,7 +185,7 @@ async def test_a_picture_gone_between_the_walk_and_the_sort_is_invalid_with_the_
     write_tree(tmp_path, ["a", "b", "c"], size=(32, 24))
     settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
     [chunk] = [c async for c in walked_chunks(settings)]
-    assert all(isinstance(piece, Slice) for piece in chunk)  # listed, not yet stat'ed
+    assert all(isinstance(piece, Slice) and piece.taken is None for piece in chunk)  # listed, not yet stat'ed
     (tmp_path / "photos" / "b.jpg").unlink()
     result = await Triage(MemoryStore(), settings, "s", record=True).sort(chunk)
     assert [(p.key, why) for p, why in result.invalid] == [("b.jpg", "cannot stat: No such file or directory")]
@@ -195,22 +196,65 @@ async def test_a_picture_gone_between_the_walk_and_the_sort_is_invalid_with_the_
 
 
 @pytest.mark.asyncio
-async def test_the_walk_comes_in_chunks_of_about_the_size_asked_whatever_the_folders(tmp_path: Path) -> None:
+@pytest.mark.parametrize("helper_after", [None, 0, 4])  # None: never
+async def test_the_walk_comes_in_chunks_of_about_the_size_asked_whatever_the_folders(
+        tmp_path: Path, helper_after: int | None) -> None:
     """A large folder is split, small ones go together: every picture is sorted once, in walk order,
-    and an orphan mask is reported once, with the last slice of its folder."""
+    with its own signatures, whether stat'ed here or by a helper process from the first picture or
+    the fifth on, and an orphan mask is reported once, with the last slice of its folder."""
     names = [f"big/p{i}" for i in range(7)] + ["s1/a", "s2/b", "s3/c"]
     write_tree(tmp_path, names, size=(16, 12))
     (tmp_path / "masks" / "big" / "zz.png").write_bytes(b"")
     settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
     triage = Triage(MemoryStore(), settings, "s", record=False)
-    sizes, due, orphans = [], [], []
-    async for chunk in walked_chunks(settings, size=3):
+    sizes, due, orphans, helped = [], [], [], 0
+    async for chunk in walked_chunks(settings, size=3, helper_after=helper_after):
+        helped += sum(piece.stop - piece.start for piece in chunk if isinstance(piece, Slice) and piece.taken)
         result = await triage.sort(chunk)
         sizes.append(result.pairs)
-        due += [p.key for p in result.due]
+        due += result.due
         orphans += [o.path.name for o in result.orphans]
-    assert due == [f"{n}.jpg" for n in names] and orphans == ["zz.png"]
+    assert [p.key for p in due] == [f"{n}.jpg" for n in names] and orphans == ["zz.png"]
     assert sizes == [3, 3, 3, 1]
+    assert helped == {None: 0, 0: 10, 4: 10 - 3}[helper_after]  # the slice that crosses 4 goes to the helper
+    for pair in due:
+        assert pair.image_sig == FileSig.of(tmp_path / "photos" / pair.key)
+        assert pair.mask_sig == FileSig.of(tmp_path / "masks" / pair.key.replace(".jpg", ".png"))
+
+
+@pytest.mark.asyncio
+async def test_a_helper_that_dies_mid_walk_costs_nothing_but_time(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The slices it had, and those walked after, are stat'ed here: a re-run still skips each done item
+    and sends each changed one."""
+    import signal
+
+    from batch_inpaint import triage as triage_module
+
+    names = [f"d{i}/p{j}" for i in range(3) for j in range(4)]
+    write_tree(tmp_path, names, size=(16, 12))
+    settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out")
+    store = MemoryStore()
+    await sort_all(Triage(store, settings, "s", record=True), settings)
+    (tmp_path / "out").mkdir()
+    for key, stored in store.rows.items():
+        (tmp_path / "out" / key.replace(".jpg", ".png")).parent.mkdir(exist_ok=True)
+        (tmp_path / "out" / key.replace(".jpg", ".png")).write_bytes(b"x")
+        stored.update(status="done", settings_hash="s", output_path=key.replace(".jpg", ".png"))
+    (tmp_path / "masks" / "d2" / "p1.png").write_bytes(b"edited")
+
+    helpers: list[triage_module.Helper] = []
+    real_start = triage_module.Helper.start
+    monkeypatch.setattr(triage_module.Helper, "start", classmethod(lambda cls: helpers.append(real_start()) or helpers[-1]))
+    triage = Triage(store, settings, "s", record=False)
+    due, skipped = [], 0
+    async for chunk in walked_chunks(settings, size=4, helper_after=0):
+        if len(helpers) == 1 and helpers[0]._proc.poll() is None:
+            os.kill(helpers[0].pid, signal.SIGKILL)  # while it holds the first slice, or just after
+            helpers[0]._proc.wait()
+        result = await triage.sort(chunk)
+        due += [p.key for p in result.due]
+        skipped += result.skipped.get("done", 0)
+    assert due == ["d2/p1.jpg"] and skipped == 11 and len(helpers) == 1
 
 
 @pytest.mark.asyncio
@@ -223,3 +267,38 @@ async def test_a_folder_holding_only_masks_reports_them_once_as_orphans(tmp_path
     results = [await triage.sort(chunk) for chunk in chunks]
     assert [p.key for r in results for p in r.due] == ["a.jpg"]
     assert [o.path.name for r in results for o in r.orphans] == ["b_mask.png"]
+
+
+@pytest.mark.parametrize("helper_after", [None, 0])
+def test_a_rerun_with_the_helper_on_a_real_manifest_sends_only_what_changed(
+        tmp_path: Path, monkeypatch, helper_after: int | None) -> None:  # type: ignore[no-untyped-def]
+    """With a helper from the first picture (stats and brief rows read from the SQLite manifest the run
+    has open, a chunk ahead of the sort), a whole re-run decides as one without it."""
+    import dataclasses
+    import functools
+
+    import anyio
+
+    from batch_inpaint import intake, run_batch
+    from batch_inpaint.engines import FakeEngine
+    from batch_inpaint.limiter import Unlimited
+
+    monkeypatch.setattr(intake, "walked_chunks", functools.partial(walked_chunks, size=2, helper_after=helper_after))
+    names = [f"d{i}/p{j}" for i in range(3) for j in range(3)]
+    write_tree(tmp_path, names, size=(16, 12))
+    settings = Settings(input_dir=tmp_path / "photos", masks_dir=tmp_path / "masks", out_dir=tmp_path / "out",
+                        api_key="k")
+
+    def sent(**changes: object) -> list[str]:
+        engine = FakeEngine()
+        anyio.run(lambda: run_batch(dataclasses.replace(settings, **changes), engine=engine,
+                                    limiter=Unlimited()))  # type: ignore[arg-type]
+        return sorted(call.name for call in engine.calls)
+
+    assert len(sent()) == 9
+    assert sent() == []
+    (tmp_path / "masks" / "d1" / "p2.png").write_bytes((tmp_path / "masks" / "d0" / "p0.png").read_bytes())
+    (tmp_path / "photos" / "d2" / "p0.jpg").touch()  # a new mtime, the same content: still done
+    (tmp_path / "out" / "d0" / "p1.png").unlink()  # a lost output is made again
+    assert sent() == ["d0/p1.jpg", "d1/p2.jpg"]
+    assert len(sent(force=True)) == 9

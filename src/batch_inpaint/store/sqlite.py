@@ -21,6 +21,7 @@ import anyio
 from ..errors import ManifestError
 from ..hashing import XXH128
 from ..pairing import FileSig
+from ..signatures import brief_rows
 from .base import (
     BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
     SeenItem,
@@ -30,7 +31,8 @@ from .schema import SCHEMA_VERSION, migrations
 P = ParamSpec("P")
 T = TypeVar("T")
 _ROW_COLUMNS = ", ".join(ItemRow._fields)
-_BRIEF_COLUMNS = ", ".join(BRIEF_COLUMNS)
+#: Brief rows by key, also read by the signatures helper of a large re-run (`brief_rows`).
+BRIEF_SELECT = f"SELECT key, {', '.join(BRIEF_COLUMNS)} FROM items WHERE"
 _ITEM_COLUMNS = ", ".join(ItemRecord.__dataclass_fields__)
 
 
@@ -159,19 +161,7 @@ class SqliteStore:
 
     @_in_thread
     def briefs(self, keys: Sequence[str]) -> dict[str, Brief]:
-        """Keys come a folder at a time, so a chunk's are read as one range of the key index: a quarter
-        cheaper than looking each up. Where other folders' keys lie in between, one by one."""
-        found: dict[str, Brief] = {}
-        cursor = self._db.cursor()
-        select = f"SELECT key, {_BRIEF_COLUMNS} FROM items WHERE"
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            limit = 2 * len(chunk) + 50
-            rows = cursor.execute(f"{select} key BETWEEN ? AND ? LIMIT ?", (min(chunk), max(chunk), limit)).fetchall()
-            if len(rows) == limit:
-                rows = cursor.execute(f"{select} key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-            found.update((row[0], row[1:]) for row in rows)
-        return found
+        return brief_rows(self._db, BRIEF_SELECT, keys)
 
     @_in_thread
     def lookup(self, keys: Sequence[str]) -> dict[str, ItemRow]:
