@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,8 @@ from .store.sqlite import BRIEF_SELECT
 WALK_CHUNK = 500
 #: Pictures walked before a helper process takes over the stats: a small run never starts one.
 HELPER_AFTER = 5000
+#: Chunks walked ahead of the one being sorted.
+WALK_AHEAD = 3
 #: How `Sorted.skipped` names failed items that ran out of runs on transient errors (--retry-failed helps).
 GAVE_UP = "gave_up"
 
@@ -359,10 +362,10 @@ async def walked_chunks(settings: Settings, size: int = WALK_CHUNK, helper_after
     briefs = (str(store.path), BRIEF_SELECT) if isinstance(store, SqliteStore) and not settings.force else None
     chunks, end = _chunks(settings, size, helper_after, briefs), Chunk()
     walker = ThreadPoolExecutor(1, thread_name_prefix="walk")
-    ahead = walker.submit(next, chunks, end)
+    ahead = deque(walker.submit(next, chunks, end) for _ in range(WALK_AHEAD))
     try:
-        while chunk := await anyio.to_thread.run_sync(ahead.result):
-            ahead = walker.submit(next, chunks, end)  # the next chunk walked while this one is sorted
+        while chunk := await anyio.to_thread.run_sync(ahead.popleft().result):
+            ahead.append(walker.submit(next, chunks, end))  # the next chunks walked while this one is sorted
             yield chunk
     finally:
         with anyio.CancelScope(shield=True):
