@@ -14,7 +14,7 @@ from typing import Callable, Iterator, NamedTuple, Union
 
 from . import signatures
 from .errors import ConfigError
-from .signatures import Taken
+from .signatures import SliceRequest, Taken
 from .settings import Settings
 
 IMAGE_EXTENSIONS = frozenset(
@@ -157,15 +157,17 @@ class Folder:
                 continue
             if known is not None and known(key, sigs):
                 continue
-            mask_file = fixed if fixed is not None else None if (m := mask_names.get(stem)) is None else f"{mask_dir}/{m}"
+            mask_name = None if fixed is not None else mask_names.get(stem)
+            mask_file = fixed if fixed is not None else None if mask_name is None else f"{mask_dir}/{mask_name}"
             pairs.append(Pair(key, f"{directory}/{name}", mask_file, self._base(name, stem), FileSig(sigs[0], sigs[1]),
                               None if sigs[2] is None else FileSig(sigs[2], sigs[3])))  # type: ignore[arg-type]
         return pairs
 
-    def slice_request(self, start: int, stop: int | None) -> tuple[str, list[str], str, list[str | None], str | None, bool]:
+    def slice_request(self, start: int, stop: int | None) -> SliceRequest:
         """What `signatures.take` needs to stat images ``[start:stop]`` and their masks."""
         images, masks = self.images[start:stop], self.masks
-        mask_names: list[str | None] = [None] * len(images) if self.fixed_mask is not None else [masks.get(stem) for _, stem in images]
+        mask_names: list[str | None] = (
+            [None] * len(images) if self.fixed_mask is not None else [masks.get(stem) for _, stem in images])
         return (self.directory, [name for name, _ in images], self.mask_dir, mask_names, self.fixed_mask, self.follow)
 
     def _base(self, name: str, stem: str) -> str:

@@ -84,7 +84,7 @@ def check(pieces: Pieces) -> tuple[int, int]:
 
 
 def chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc32(kind + body))
 
 
 def with_metadata(pieces: Pieces, *, icc: bytes | None, exif: bytes | None) -> Pieces:

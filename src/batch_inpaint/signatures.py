@@ -116,14 +116,15 @@ class HelperGone(RuntimeError):
 
 
 class Helper:
-    """A helper process that runs `take` for each slice submitted, in order, while the caller does
-    other work. Submit from one thread at a time; results come back on a thread of their own, so the
-    helper never waits on a full pipe."""
+    """A helper process that stats each slice submitted (`take`) and reads its brief rows, in order,
+    while the caller does other work. Submit from one thread at a time; answers come back on a thread
+    of their own, so the helper never waits on a full pipe."""
 
     def __init__(self) -> None:
-        # -I -S: the standard library only, no site-packages, no script folder on sys.path.
+        # -I -S: the standard library only, no site-packages, no script folder on sys.path. Its stderr
+        # goes nowhere: a helper cut off mid-answer is the run's to handle, not a traceback in its log.
         self._proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, start_new_session=True)
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         self._pending: deque[Future[Answer]] = deque()
         self._broken = False
         self._reader = threading.Thread(target=self._read, name="signatures", daemon=True)

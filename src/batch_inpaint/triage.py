@@ -181,7 +181,9 @@ class Triage:
                         unreadable=[item for item in chunk if isinstance(item, UnreadableFolder)])
         pairs = [item for item in chunk if isinstance(item, Pair)]
         slices = [item for item in chunk if isinstance(item, Slice)]
-        answers = await anyio.to_thread.run_sync(_answers, slices)
+        answers: list[Answer | None] = [None] * len(slices)
+        if any(piece.taken is not None for piece in slices):
+            answers = await anyio.to_thread.run_sync(_answers, slices)  # waits for the helper
         briefs: dict[str, Brief] = {}
         if not self.settings.force:
             for answer in answers:
