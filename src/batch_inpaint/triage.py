@@ -356,9 +356,9 @@ Chunk = list[Union[Walked, Slice]]
 
 async def walked_chunks(settings: Settings, size: int = WALK_CHUNK, helper_after: int | None = HELPER_AFTER,
                         store: Store | None = None) -> AsyncIterator[Chunk]:
-    """The walk in chunks of about ``size`` pictures, walked a chunk ahead in a thread of its own: the
-    folders listed and paired, not stat'ed (`Triage.sort` stats them as it compares); or a pairs file's
-    pairs. Past ``helper_after`` pictures (None: never), a helper process stats each slice as it is
+    """The walk in chunks of about ``size`` pictures, `WALK_AHEAD` chunks ahead in a thread of its own:
+    the folders listed and paired, not stat'ed (`Triage.sort` stats them as it compares); or a pairs
+    file's pairs. Past ``helper_after`` pictures (None: never), a helper process stats each slice as it is
     walked and reads its brief rows from a SQLite ``store``, so that work is done on another core by
     the time the slice is sorted (`signatures`)."""
     briefs = (str(store.path), BRIEF_SELECT) if isinstance(store, SqliteStore) and not settings.force else None
