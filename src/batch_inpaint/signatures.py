@@ -142,8 +142,8 @@ class Helper:
         return self._proc.pid
 
     def submit(self, request: SliceRequest, briefs: tuple[str, str] | None = None, rel: str = "") -> Future[Answer]:
-        """`take` of ``request``; with ``briefs`` (a manifest's path, the select), the rows of the
-        slice's keys (``rel`` + each name) too."""
+        """`take` of ``request``; with ``briefs`` (a manifest's URI, the select: `SqliteStore.brief_source`),
+        the rows of the slice's keys (``rel`` + each name) too."""
         future: Future[Answer] = Future()
         self._pending.append(future)
         if not self._broken:
@@ -209,7 +209,7 @@ def _receive(stream: BinaryIO) -> object | None:
 
 def _serve() -> None:
     """The helper: a slice in, its signatures and rows out, until its input closes."""
-    manifests: dict[str, sqlite3.Connection] = {}
+    manifests: dict[str, sqlite3.Connection] = {}  # by URI
     while (message := _receive(sys.stdin.buffer)) is not None:
         request: SliceRequest
         briefs: tuple[str, str] | None
@@ -218,10 +218,10 @@ def _serve() -> None:
         taken = take(*request)
         rows = None
         if briefs is not None:
-            path, select = briefs
-            if path not in manifests:
-                manifests[path] = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            rows = brief_rows(manifests[path], select, [rel + name for name in request[1]])
+            uri, select = briefs
+            if uri not in manifests:
+                manifests[uri] = sqlite3.connect(uri, timeout=30, uri=True)
+            rows = brief_rows(manifests[uri], select, [rel + name for name in request[1]])
         _send(sys.stdout.buffer, (taken, rows))
 
 

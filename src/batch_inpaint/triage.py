@@ -23,7 +23,6 @@ from .hashing import content_hash, fingerprint
 from .settings import Settings
 from .signatures import Answer, Helper, HelperGone
 from .store import Brief, ItemRow, OutputRecord, SeenItem, SqliteStore, Store
-from .store.sqlite import BRIEF_SELECT
 
 WALK_CHUNK = 500
 #: Pictures walked before a helper process takes over the stats: a small run never starts one.
@@ -361,7 +360,7 @@ async def walked_chunks(settings: Settings, size: int = WALK_CHUNK, helper_after
     file's pairs. Past ``helper_after`` pictures (None: never), a helper process stats each slice as it is
     walked and reads its brief rows from a SQLite ``store``, so that work is done on another core by
     the time the slice is sorted (`signatures`)."""
-    briefs = (str(store.path), BRIEF_SELECT) if isinstance(store, SqliteStore) and not settings.force else None
+    briefs = store.brief_source() if isinstance(store, SqliteStore) and not settings.force else None
     chunks, end = _chunks(settings, size, helper_after, briefs), Chunk()
     walker = ThreadPoolExecutor(1, thread_name_prefix="walk")
     ahead = deque(walker.submit(next, chunks, end) for _ in range(WALK_AHEAD))

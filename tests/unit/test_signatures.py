@@ -63,11 +63,11 @@ def test_the_helper_answers_as_take_does_in_the_order_asked(tmp_path: Path) -> N
 
 
 def test_the_helper_reads_each_slices_brief_rows_as_the_store_does(tmp_path: Path) -> None:
-    """From the manifest a run has open (WAL), the same rows the store gives, and none of another folder's."""
+    """From the manifest a run has open (WAL), read only, the same rows the store gives, and none of
+    another folder's."""
     import anyio
 
     from batch_inpaint.store import SeenItem, SqliteStore
-    from batch_inpaint.store.sqlite import BRIEF_SELECT
 
     request = requests(tmp_path)[0]
     store = SqliteStore(tmp_path / "manifest.sqlite3")
@@ -75,7 +75,7 @@ def test_the_helper_reads_each_slices_brief_rows_as_the_store_does(tmp_path: Pat
     anyio.run(store.record_seen, [SeenItem(k, f"/in/{k}", None, None, None, "pending") for k in keys])
     helper = Helper()
     try:
-        taken, rows = helper.submit(request, (str(store.path), BRIEF_SELECT), "a/").result(timeout=30)
+        taken, rows = helper.submit(request, store.brief_source(), "a/").result(timeout=30)
         assert taken == take(*request)
         assert rows == anyio.run(store.briefs, [f"a/{name}" for name in request[1]])
         assert set(rows) == {"a/p0.jpg", "a/p1.jpg", "a/p2.jpg"}

@@ -163,6 +163,11 @@ class SqliteStore:
     def briefs(self, keys: Sequence[str]) -> dict[str, Brief]:
         return brief_rows(self._db, BRIEF_SELECT, keys)
 
+    def brief_source(self) -> tuple[str, str]:
+        """Where another process reads the same rows (`signatures.Helper`): the manifest's URI, read
+        only (no checkpoint when it closes, so `plan` still writes nothing), and the select."""
+        return f"{self.path.resolve().as_uri()}?mode=ro", BRIEF_SELECT
+
     @_in_thread
     def lookup(self, keys: Sequence[str]) -> dict[str, ItemRow]:
         found: dict[str, ItemRow] = {}
