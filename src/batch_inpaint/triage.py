@@ -221,8 +221,8 @@ class Triage:
               result: Sorted) -> list[Pair]:
         """In a worker thread: skip the items done (or with an empty mask) under these settings whose
         inputs kept their size and mtime, as `decide` would; the rest, signed, for `decide`. The
-        slices of walked folders are stat'ed here, so a skipped item costs its stats and two tuple
-        comparisons, and no `Pair`."""
+        slices of walked folders are stat'ed here (or were, with ``answers``, by the helper), so a
+        skipped item costs its stats and two tuple comparisons, and no `Pair`."""
         known = _Known(briefs, self.settings_hash, self._outputs.exists)
         rest = [p for p in pairs if p.problem is not None or p.image_sig is None
                 or not known(p.key, p.image_sig + (p.mask_sig or (None, None)))]
