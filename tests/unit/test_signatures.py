@@ -89,10 +89,12 @@ def test_a_helper_killed_fails_what_it_had_and_all_that_follows_at_once(tmp_path
     helper = Helper()
     try:
         assert helper.submit(request).result(timeout=30) == (take(*request), None)
+        os.kill(helper.pid, signal.SIGSTOP)  # so that it holds these when it dies
+        held = [helper.submit(request) for _ in range(3)]
         os.kill(helper.pid, signal.SIGKILL)
         helper._proc.wait(timeout=10)
         later = [helper.submit(request) for _ in range(3)]
-        for future in later:
+        for future in held + later:
             with pytest.raises(HelperGone):
                 future.result(timeout=10)
     finally:
