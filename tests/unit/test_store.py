@@ -149,14 +149,37 @@ async def test_answers_paid_for_are_found_by_their_request(store: Store) -> None
 
 
 @pytest.mark.asyncio
+async def test_flags_go_with_a_done_result_and_leave_with_it(store: Store) -> None:
+    run = await store.start_run({}, 1)
+    await store.record_seen([seen("a.jpg"), seen("b.jpg"), seen("c.jpg")])
+    for key, flags in (("a.jpg", ("flat_fill: flat",)), ("b.jpg", ()), ("c.jpg", ("unchanged: same", "large_mask: 80%"))):
+        await store.mark_in_flight(key, run, FP)
+        await store.record_done(key, run, output=OutputRecord(key[0] + ".png", "h", 1), credits=Decimal(1),
+                                remaining=None, seconds=None, fingerprint=None, flags=flags)
+    count, listed = await store.flagged(1)
+    assert count == 2 and [(f.key, f.output_path, f.flags) for f in listed] == [("a.jpg", "a.png", ("flat_fill: flat",))]
+    assert {item.key: item.flags async for item in store.items()} == {
+        "a.jpg": ("flat_fill: flat",), "b.jpg": (), "c.jpg": ("unchanged: same", "large_mask: 80%")}
+    # sent again and failed: the old result's flags are no longer the item's
+    await store.mark_in_flight("c.jpg", run, None)
+    await store.record_failure("c.jpg", status="failed", error="HTTP 400", error_status=400, settings_hash="sh")
+    await store.mark_in_flight("a.jpg", run, None)
+    await store.record_done("a.jpg", run, output=OutputRecord("a.png", "h2", 1), credits=Decimal(1), remaining=None,
+                            seconds=None, fingerprint=None)
+    assert await store.flagged(10) == (0, [])
+    assert {item.key: item.flags async for item in store.items()} == {"a.jpg": (), "b.jpg": (), "c.jpg": ()}
+
+
+@pytest.mark.asyncio
 async def test_runs_are_recorded_with_their_end(store: Store) -> None:
     run = await store.start_run({"rate": 60.0, "out_dir": "/o"}, 77)
-    await store.end_run(run, RunEnd({"done": 3}, Decimal("2.5"), Decimal(40), 4, 1, 1))
+    await store.end_run(run, RunEnd({"done": 3}, Decimal("2.5"), Decimal(40), 4, 1, 1, retries=6, rate_limited=2))
     unfinished = await store.start_run({}, 78)
     first, second = await store.runs()
     assert (first.id, first.pid, first.settings["rate"], first.counts, first.credits_used) == (
         run, 77, 60.0, {"done": 3}, Decimal("2.5"))
     assert (first.remaining_credits, first.requests, first.possibly_charged_twice, first.exit_code) == (Decimal(40), 4, 1, 1)
+    assert (first.retries, first.rate_limited) == (6, 2)
     assert first.ended_at is not None and second.id == unfinished and second.ended_at is None and second.exit_code is None
 
 
@@ -198,6 +221,8 @@ async def test_a_manifest_of_the_first_schema_is_migrated(tmp_path: Path) -> Non
     store = SqliteStore(path)
     try:
         assert (await store.lookup(["a.jpg"]))["a.jpg"].failed_runs == 0
+        assert [item.flags async for item in store.items()] == [()]  # a column of schema 4
+        assert await store.flagged(5) == (0, [])
     finally:
         await store.aclose()
 

@@ -2,10 +2,11 @@
 unit tests and plans made before any manifest exists."""
 
 from .base import (
-    ANSWER_IN_OUTPUT, ANSWER_KEPT, BRIEF_COLUMNS, AnswerSource, Brief, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, RunEnd, RunRecord, SeenItem, Store, STATUSES,
+    ANSWER_IN_OUTPUT, ANSWER_KEPT, BRIEF_COLUMNS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow, OutputRecord, RunEnd, RunRecord, SeenItem,
+    Store, STATUSES,
 )
 from .memory import MemoryStore
 from .sqlite import SqliteStore
 
-__all__ = ["ANSWER_IN_OUTPUT", "ANSWER_KEPT", "BRIEF_COLUMNS", "AnswerSource", "Brief", "Fingerprint", "ItemProblem", "ItemRecord", "ItemRow", "MemoryStore", "OutputRecord", "RunEnd",
+__all__ = ["ANSWER_IN_OUTPUT", "ANSWER_KEPT", "BRIEF_COLUMNS", "AnswerSource", "Brief", "Fingerprint", "Flagged", "ItemProblem", "ItemRecord", "ItemRow", "MemoryStore", "OutputRecord", "RunEnd",
            "RunRecord", "STATUSES", "SeenItem", "SqliteStore", "Store"]

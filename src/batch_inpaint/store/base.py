@@ -110,6 +110,8 @@ class RunEnd:
     requests: int
     possibly_charged_twice: int
     exit_code: int
+    retries: int = 0
+    rate_limited: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,8 @@ class RunRecord:
     requests: int | None
     possibly_charged_twice: int | None
     exit_code: int | None
+    retries: int | None = None
+    rate_limited: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,15 @@ class ItemRecord:
     started_at: float | None
     finished_at: float | None
     seconds: float | None
+    #: Why a result is worth a second look (`review`): "code: why", empty when none or not looked at.
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Flagged:
+    key: str
+    output_path: str | None
+    flags: tuple[str, ...]
 
 
 class Store(Protocol):
@@ -184,8 +197,9 @@ class Store(Protocol):
 
     async def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
                           remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
-                          answer: str | None = None) -> None:
-        """``answer``: where the answer can be read again (`ANSWER_IN_OUTPUT`, `ANSWER_KEPT`), if anywhere."""
+                          answer: str | None = None, flags: tuple[str, ...] = ()) -> None:
+        """``answer``: where the answer can be read again (`ANSWER_IN_OUTPUT`, `ANSWER_KEPT`), if anywhere;
+        ``flags``: why the result is worth a second look (`review`)."""
 
     async def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None: ...
 
@@ -204,6 +218,9 @@ class Store(Protocol):
     async def counts(self) -> dict[str, int]: ...
 
     async def problems(self, limit: int, statuses: tuple[str, ...] = PROBLEMS) -> list[ItemProblem]: ...
+
+    async def flagged(self, limit: int) -> tuple[int, list[Flagged]]:
+        """How many done items are flagged for a second look, and the first ``limit`` of them by key."""
 
     async def credits_spent(self) -> Decimal: ...
 

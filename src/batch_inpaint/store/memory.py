@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 from ..hashing import XXH128
 from ..pairing import FileSig
 from .base import (
-    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
+    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
     SeenItem,
 )
 
@@ -21,7 +21,7 @@ _EMPTY: dict[str, Any] = {
     "content_key": None, "attempts": 0, "sends": 0, "possibly_charged": 0, "error_status": None, "error": None,
     "fixes": (), "warnings": (), "output_path": None, "output_hash": None, "output_size": None, "credits": None,
     "remaining_credits": None, "started_at": None, "finished_at": None, "seconds": None, "run_id": None, "failed_runs": 0,
-    "request_hash": None, "answer": None,
+    "request_hash": None, "answer": None, "flags": (),
 }
 
 
@@ -45,7 +45,8 @@ class MemoryStore:
         run = self._runs[run_id - 1]
         self._runs[run_id - 1] = RunRecord(run.id, run.started_at, time.time(), run.pid, run.settings,
                                            dict(end.counts), end.credits_used, end.remaining_credits, end.requests,
-                                           end.possibly_charged_twice, int(end.exit_code))
+                                           end.possibly_charged_twice, int(end.exit_code), end.retries,
+                                           end.rate_limited)
 
     async def runs(self) -> list[RunRecord]:
         return list(self._runs)
@@ -81,22 +82,22 @@ class MemoryStore:
 
     async def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
                           remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
-                          answer: str | None = None) -> None:
+                          answer: str | None = None, flags: tuple[str, ...] = ()) -> None:
         self.rows[key].update(status="done", error=None, error_status=None, credits=str(credits), run_id=run_id,
-                              failed_runs=0, answer=answer,
+                              failed_runs=0, answer=answer, flags=tuple(flags),
                               remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
                               finished_at=time.time(), **_output(output),
                               **(_fingerprint(fingerprint) if fingerprint is not None else {}))
 
     async def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None:
-        self.rows[key].update(status="empty_mask", error="mask is empty", finished_at=time.time(),
+        self.rows[key].update(status="empty_mask", error="mask is empty", finished_at=time.time(), flags=(),
                               **_fingerprint(fingerprint), **(_output(output) if output is not None else {}))
 
     async def record_failure(self, key: str, *, status: Problem, error: str, error_status: int | None,
                              settings_hash: str, transient: bool = False) -> None:
         row = self.rows[key]
         row.update(status=status, error=error, error_status=error_status, settings_hash=settings_hash,
-                   finished_at=time.time(), failed_runs=row["failed_runs"] + 1 if transient else 0)
+                   finished_at=time.time(), failed_runs=row["failed_runs"] + 1 if transient else 0, flags=())
 
     async def release(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
         self.rows[key]["status"] = "pending"
@@ -122,6 +123,11 @@ class MemoryStore:
         found = [ItemProblem(key, row["status"], row["error_status"], row["error"])
                  for key, row in sorted(self.rows.items()) if row["status"] in statuses]
         return found[:limit]
+
+    async def flagged(self, limit: int) -> tuple[int, list[Flagged]]:
+        found = [Flagged(key, row["output_path"], row["flags"]) for key, row in sorted(self.rows.items())
+                 if row["status"] == "done" and row["flags"]]
+        return len(found), found[:limit]
 
     async def credits_spent(self) -> Decimal:
         return sum((Decimal(row["credits"]) for row in self.rows.values() if row["credits"] is not None), Decimal(0))

@@ -1,6 +1,6 @@
 """The SQLite manifest's schema, versioned with ``PRAGMA user_version``: one entry per version."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 migrations: dict[int, str] = {
     1: """
@@ -39,5 +39,11 @@ migrations: dict[int, str] = {
     3: """
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (name, value) VALUES ('content_hash', 'sha256');
+    """,
+    # The report (issue 16): why a result is worth a second look; a run's retries and 429s.
+    4: """
+    ALTER TABLE items ADD COLUMN flags TEXT;
+    ALTER TABLE runs ADD COLUMN retries INTEGER;
+    ALTER TABLE runs ADD COLUMN rate_limited INTEGER;
     """,
 }

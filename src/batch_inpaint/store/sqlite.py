@@ -23,7 +23,7 @@ from ..hashing import XXH128
 from ..pairing import FileSig
 from ..signatures import brief_rows
 from .base import (
-    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
+    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
     SeenItem,
 )
 from .schema import SCHEMA_VERSION, migrations
@@ -144,18 +144,18 @@ class SqliteStore:
         with self.atomic() as db:
             db.execute(
                 "UPDATE runs SET ended_at=?, counts=?, credits_used=?, remaining_credits=?, requests=?,"
-                " possibly_charged_twice=?, exit_code=? WHERE id=?",
+                " possibly_charged_twice=?, exit_code=?, retries=?, rate_limited=? WHERE id=?",
                 (time.time(), json.dumps(dict(end.counts), sort_keys=True), str(end.credits_used),
                  None if end.remaining_credits is None else str(end.remaining_credits), end.requests,
-                 end.possibly_charged_twice, int(end.exit_code), run_id),
+                 end.possibly_charged_twice, int(end.exit_code), end.retries, end.rate_limited, run_id),
             )
 
     @_in_thread
     def runs(self) -> list[RunRecord]:
         rows = self._db.execute("SELECT id, started_at, ended_at, pid, settings, counts, credits_used, remaining_credits,"
-                                " requests, possibly_charged_twice, exit_code FROM runs ORDER BY id")
+                                " requests, possibly_charged_twice, exit_code, retries, rate_limited FROM runs ORDER BY id")
         return [RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), json.loads(r[5] or "{}"), _dec(r[6]),
-                          _dec(r[7]), r[8], r[9], r[10]) for r in rows]
+                          _dec(r[7]), r[8], r[9], r[10], r[11], r[12]) for r in rows]
 
     # --- items: the walk and the decisions ------------------------------------------------------
 
@@ -227,18 +227,18 @@ class SqliteStore:
     @_in_thread
     def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
                     remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
-                    answer: str | None = None) -> None:
+                    answer: str | None = None, flags: tuple[str, ...] = ()) -> None:
         fields = _fingerprint(fingerprint) if fingerprint is not None else {}
         with self.atomic() as db:
             _set(db, key, status="done", error=None, error_status=None, credits=str(credits), run_id=run_id, failed_runs=0,
-                 answer=answer,
+                 answer=answer, flags=json.dumps(list(flags)) if flags else None,
                  remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
                  finished_at=time.time(), **_output(output), **fields)
 
     @_in_thread
     def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None:
         with self.atomic() as db:
-            _set(db, key, status="empty_mask", error="mask is empty", finished_at=time.time(),
+            _set(db, key, status="empty_mask", error="mask is empty", finished_at=time.time(), flags=None,
                  **_fingerprint(fingerprint), **(_output(output) if output is not None else {}))
 
     @_in_thread
@@ -246,7 +246,7 @@ class SqliteStore:
                        settings_hash: str, transient: bool = False) -> None:
         with self.atomic() as db:
             _set(db, key, status=status, error=error, error_status=error_status, settings_hash=settings_hash,
-                 finished_at=time.time())
+                 finished_at=time.time(), flags=None)
             db.execute("UPDATE items SET failed_runs=CASE WHEN ? THEN failed_runs+1 ELSE 0 END WHERE key=?",
                        (transient, key))
 
@@ -280,6 +280,13 @@ class SqliteStore:
         rows = self._db.execute(f"SELECT key, status, error_status, error FROM items WHERE status IN ({marks})"
                                 " ORDER BY key LIMIT ?", (*statuses, limit))
         return [ItemProblem(*row) for row in rows]
+
+    @_in_thread
+    def flagged(self, limit: int) -> tuple[int, list[Flagged]]:
+        where = "FROM items WHERE status='done' AND flags IS NOT NULL"
+        count = self._db.execute(f"SELECT COUNT(*) {where}").fetchone()[0]
+        rows = self._db.execute(f"SELECT key, output_path, flags {where} ORDER BY key LIMIT ?", (limit,))
+        return count, [Flagged(key, path, tuple(json.loads(flags))) for key, path, flags in rows]
 
     @_in_thread
     def credits_spent(self) -> Decimal:
@@ -316,6 +323,7 @@ def _item_record(row: Sequence[Any]) -> ItemRecord:
     values = dict(zip(ItemRecord.__dataclass_fields__, row))
     values["fixes"] = tuple(json.loads(values["fixes"])) if values["fixes"] else ()
     values["warnings"] = tuple(json.loads(values["warnings"])) if values["warnings"] else ()
+    values["flags"] = tuple(json.loads(values["flags"])) if values["flags"] else ()
     return ItemRecord(**values)
 
 
