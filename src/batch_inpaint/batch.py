@@ -26,11 +26,13 @@ from .exitcodes import ExitCode
 from .inflight import ByteBudget, footprint
 from .intake import Intake
 from .limiter import Limiter, Slot
+from .locations import report_thumbs
 from .output import DISK_ERRNOS, OutputWriter
 from .pieces import Pieces
 from .preflight import Prepared
 from .recording import Recorder
 from .retrying import RetryPolicy
+from .review import Reviewer
 from .reuse import Reuse
 from .sending import NotSent, Sender
 from .settings import Settings, settings_hash
@@ -60,7 +62,8 @@ class Batch:
         self.stats = RunStats(verbose=settings.verbose)
         self.settings_hash = settings_hash(settings, engine.shaping)
         self._cpu = cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
-        self.recorder = Recorder(store, self.stats, self.settings_hash, engine)
+        thumbs = report_thumbs(settings) if settings.report else None
+        self.recorder = Recorder(store, self.stats, self.settings_hash, engine, Reviewer(thumbs, cpu))
         self.writer = OutputWriter(settings.out_dir, settings.output_format)
         self.answers = Answers(settings.out_dir, settings.output_format, keep=settings.keep_answers)
         self.reuse = Reuse(store, self.writer, self.recorder, self.answers, self._finish, force=settings.force)
@@ -120,7 +123,8 @@ class Batch:
         s.answers_kept, s.answers_kept_bytes = self.answers.kept, self.answers.kept_bytes
         try:
             await self.store.end_run(self.recorder.run_id, RunEnd(
-                s.counts(), s.credits_used, s.remaining_credits, s.requests, s.resent_after_crash, self._final_code()))
+                s.counts(), s.credits_used, s.remaining_credits, s.requests, s.resent_after_crash, self._final_code(),
+                s.retries, s.rate_limited))
         except ManifestError:
             pass  # the run is failing on this very store; that error is what the user sees
 

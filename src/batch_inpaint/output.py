@@ -51,11 +51,12 @@ def _write_and_hash(path: Path, data: Pieces) -> str:
     return fingerprint(data)
 
 
-def write_atomic(path: Path, data: "bytes | Pieces") -> None:
+def write_atomic(path: Path, data: "bytes | Pieces", *, durable: bool = True) -> None:
     """Temp file beside the target, fsync, rename, fsync the folder: readers never see half a picture.
 
     The temp name is fixed per target (one writer per output folder is guaranteed by the run lock), so
-    a part file left by a killed run is simply overwritten when the item is redone.
+    a part file left by a killed run is simply overwritten when the item is redone. ``durable`` False
+    skips the fsyncs, for files that are made again when a crash loses them (the report's).
     """
     tmp_name: str | None = None
     try:
@@ -66,10 +67,12 @@ def write_atomic(path: Path, data: "bytes | Pieces") -> None:
             for part in Pieces.of(data):
                 fh.write(part)  # a piece bigger than the buffer goes straight through, whole
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}", exc.errno) from None
     finally:

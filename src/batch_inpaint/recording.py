@@ -6,7 +6,9 @@ from decimal import Decimal
 
 from .engines.base import Engine, InpaintResult, request_hash
 from .errors import BatchInpaintError, RateLimited, maybe_charged
+from .pieces import Pieces
 from .preflight import Prepared
+from .review import Reviewer
 from .stats import RunStats
 from .triage import Adoption
 from .store import AnswerSource, Fingerprint, OutputRecord, Store
@@ -14,8 +16,10 @@ from .store.base import Problem
 
 
 class Recorder:
-    def __init__(self, store: Store, stats: RunStats, settings_hash: str, engine: Engine) -> None:
+    def __init__(self, store: Store, stats: RunStats, settings_hash: str, engine: Engine,
+                 reviewer: Reviewer | None = None) -> None:
         self.store = store
+        self.reviewer = reviewer or Reviewer(None)
         self.stats = stats
         self.settings_hash = settings_hash
         self.run_id = 0
@@ -48,23 +52,32 @@ class Recorder:
 
     async def done(self, prepared: Prepared, output: OutputRecord, result: InpaintResult, seconds: float,
                    answer: str | None) -> None:
+        flags = await self._review(prepared, result.png)
         await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=result.credits_consumed,
                                      remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None,
-                                     answer=answer)
+                                     answer=answer, flags=flags)
         self.stats.done += 1
         self.stats.event(f"done: {prepared.pair.key}")
 
-    async def reused(self, prepared: Prepared, output: OutputRecord, source: AnswerSource, answer: str | None) -> None:
-        """The output was made from an answer already paid for: nothing paid."""
+    async def reused(self, prepared: Prepared, output: OutputRecord, source: AnswerSource, answer: str | None,
+                     png: Pieces) -> None:
+        """The output was made from an answer already paid for (``png``): nothing paid."""
         key = prepared.pair.key
+        flags = await self._review(prepared, png)
         await self.store.record_done(key, self.run_id, output=output, credits=Decimal(0), remaining=None,
-                                     seconds=None, fingerprint=self.fingerprint(prepared), answer=answer)
+                                     seconds=None, fingerprint=self.fingerprint(prepared), answer=answer, flags=flags)
         self.stats.event(f"done: {key} (from an answer already paid for)")
         if source.key == key:
             self.stats.reencoded += 1
         else:
             self.stats.copied += 1
             self.stats.note(key, f"identical to {source.key}: made from its answer, nothing paid")
+
+    async def _review(self, prepared: Prepared, png: Pieces | None) -> tuple[str, ...]:
+        flags = await self.reviewer.review(prepared, png)
+        if flags:
+            self.stats.flagged += 1
+        return flags
 
     async def adopted(self, adoption: Adoption) -> None:
         """An output already there, with no result on record: done, nothing paid."""

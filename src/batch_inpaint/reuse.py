@@ -52,7 +52,7 @@ class Reuse:
             where = await self.answers.settle(prepared, request, png, kept_already=source.answer == ANSWER_KEPT)
         except (OSError, BatchInpaintError):
             return False
-        await self.recorder.reused(prepared, output, source, where)
+        await self.recorder.reused(prepared, output, source, where, png)
         return True
 
     async def _write(self, prepared: Prepared, source: AnswerSource, data: Pieces) -> OutputRecord:

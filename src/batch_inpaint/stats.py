@@ -35,6 +35,8 @@ class RunStats:
     rate_limited: int = 0
     possibly_charged: int = 0
     resent_after_crash: int = 0
+    #: Results worth a second look (`review`), made this run.
+    flagged: int = 0
     credits_used: Decimal = Decimal(0)
     remaining_credits: Decimal | None = None
     problems: list[tuple[str, str, str]] = field(default_factory=list)
@@ -100,6 +102,12 @@ class RunStats:
             self.fixes[kind] = self.fixes.get(kind, 0) + 1
 
     @property
+    def settled(self) -> int:
+        """Items this run changed the record of (a result made, adopted, failed, invalid, empty)."""
+        return (self.done + self.copied + self.reencoded + self.adopted + self.failed + self.invalid
+                + self.empty_mask)
+
+    @property
     def finished(self) -> int:
         return self.done + self.copied + self.reencoded + self.failed + self.invalid + self.no_mask + self.empty_mask
 
@@ -111,5 +119,5 @@ class RunStats:
     def counts(self) -> dict[str, int]:
         names = ("seen", "already_done", "done", "copied", "reencoded", "adopted", "failed", "invalid", "kept_failed", "kept_gave_up", "no_mask",
                  "empty_mask", "orphan_masks", "requests", "retries", "rate_limited", "possibly_charged",
-                 "resent_after_crash")
+                 "resent_after_crash", "flagged")
         return {name: int(getattr(self, name)) for name in names}

@@ -155,7 +155,30 @@ def _result_png(image: bytes, mask: bytes, config: EmulatorConfig) -> bytes:
         return _echo_png(image)
     if config.grey_masks == "threshold":
         mask = imaging.encode_png(imaging.strict_mask(Image.open(io.BytesIO(mask)), 128))
-    return inpaint_png(image, mask)
+    if config.work == "blob":
+        return _blob_png(image, mask)
+    result = inpaint_png(image, mask)
+    if config.work == "shift":
+        return _shifted_png(result)
+    return result
+
+
+def _blob_png(image: bytes, mask: bytes) -> bytes:
+    """The mask filled with the picture's mean colour: a fill with no texture at all."""
+    import numpy as np
+
+    pixels = np.array(Image.open(io.BytesIO(image)).convert("RGB"))
+    inside = np.asarray(Image.open(io.BytesIO(mask)).convert("L")) > 127
+    pixels[inside] = pixels.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    return imaging.encode_png(Image.fromarray(pixels))
+
+
+def _shifted_png(result: bytes) -> bytes:
+    """Every colour moved (warmer by 30 levels of red, 20 fewer of blue): wrong outside the mask too."""
+    import numpy as np
+
+    pixels = np.asarray(Image.open(io.BytesIO(result)).convert("RGB"), dtype=np.int16)
+    return imaging.encode_png(Image.fromarray(np.clip(pixels + (30, 0, -20), 0, 255).astype(np.uint8)))
 
 
 class PartialResponse(Response):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .config import FAULTS
+from .config import FAULTS, WORK
 
 
 def add_emulator_parser(sub: Any) -> None:
@@ -30,8 +30,9 @@ def add_emulator_parser(sub: Any) -> None:
     p.add_argument("--hang-seconds", type=float, default=3600.0, help="how long a 'hang' fault hangs")
     p.add_argument("--exif", choices=("ignore", "apply"), default="ignore", help="whether the server applies EXIF orientation")
     p.add_argument("--grey-masks", choices=("reject", "threshold"), default="reject", help="grey mask pixels: 400 or thresholded")
-    p.add_argument("--work", choices=("inpaint", "echo", "stub"), default="inpaint",
-                   help="inpaint; echo the image back; or a flat stub picture (for client benchmarks)")
+    p.add_argument("--work", choices=WORK, default="inpaint",
+                   help="inpaint; echo the image back; blob: a flat fill; shift: inpaint and shift every colour; "
+                        "stub: a flat picture (for client benchmarks)")
     p.add_argument("--seed", type=int, help="seed for faults and latency")
     p.add_argument("--log", type=Path, help="request log, JSON lines")
     p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM; with --tls-key)")

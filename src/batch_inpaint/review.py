@@ -1,0 +1,181 @@
+"""A second look at each result, made while the run writes it: a thumbnail strip for the report, and
+flags on results worth checking by eye.
+
+Everything is judged on small copies (`LOOK` pixels on the longest side) of what was sent and what came
+back, so a look costs one decode of the answer and little more: the sent JPEG is decoded at a reduced
+scale (`Image.draft`), the mask and answer are box-reduced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import numpy as np
+from PIL import Image, ImageOps
+
+from . import imaging
+from .errors import OutputError
+from .output import write_atomic
+from .pieces import Pieces
+from .preflight import Prepared
+
+#: The longest side of the copies the flags are judged on, and of each panel of the thumbnail strip.
+LOOK = 384
+PANEL = 160
+#: The mask's colour over the original in the strip's middle panel.
+TINT = np.array([255, 40, 40], dtype=np.float32)
+
+#: A mask covering more of the picture than this leaves little for the fill to go on.
+LARGE_MASK = 0.5
+#: Mean difference (levels of 255) inside the mask under which the masked region "came back unchanged".
+UNCHANGED = 2.5
+#: Outside the mask: a mean difference over this, or this share of pixels off by more than `OFF_LEVELS`.
+SHIFT_MEAN = 6.0
+SHIFT_SHARE = 0.05
+OFF_LEVELS = 40
+#: A fill is flat when its texture is under this share of its surroundings', and they are textured.
+FLAT_SHARE = 0.15
+TEXTURED = 3.0
+
+FLAG_NAMES = {
+    "flat_fill": "flat fill",
+    "unchanged": "masked region unchanged",
+    "large_mask": "mask covers most of the picture",
+    "colour_shift": "colours changed outside the mask",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    strip: bytes  #: JPEG: the original, the mask drawn over it, the result
+    flags: tuple[str, ...]  #: "code: why", codes from `FLAG_NAMES`
+
+
+def look(image: bytes, mask_png: bytes, answer: bytes, *, judge: bool = True) -> Look:
+    """``image`` as sent, its mask, the engine's answer (same size as ``image``); ``judge`` False makes
+    only the strip (an output adopted or reused, not an engine's fresh answer)."""
+    sent = _small(image, "RGB")
+    size = sent.size
+    mask = _small(mask_png, "L", size)
+    result = _small(answer, "RGB", size)
+    o = np.asarray(sent, dtype=np.float32)
+    r = np.asarray(result, dtype=np.float32)
+    m = np.asarray(mask) > 127
+    flags = judge_result(o, m, r) if judge else ()
+    return Look(_strip(o, m, r), flags)
+
+
+def _small(data: bytes, mode: str, size: tuple[int, int] | None = None) -> Image.Image:
+    picture: Image.Image = Image.open(io.BytesIO(data))
+    turned = imaging.orientation(picture) in (5, 6, 7, 8)  # a file from the disk; what was sent is upright
+    target = size or _fit(picture.size[::-1] if turned else picture.size, LOOK)
+    if picture.format == "JPEG":
+        picture.draft(mode, target[::-1] if turned else target)  # decode at 1/2, 1/4 or 1/8 scale: nearly free
+    if imaging.orientation(picture) != 1:
+        picture = ImageOps.exif_transpose(picture) or picture
+    if picture.mode != mode:
+        picture = picture.convert(mode)
+    if picture.size != target:
+        picture = picture.resize(target, Image.Resampling.BOX)
+    return picture
+
+
+def _fit(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    scale = min(1.0, longest / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def judge_result(original: np.ndarray, mask: np.ndarray, result: np.ndarray) -> tuple[str, ...]:
+    """The flags, from same-sized RGB float arrays and a boolean mask."""
+    import cv2
+
+    flags = []
+    share = float(mask.mean())
+    if share > LARGE_MASK:
+        flags.append(f"large_mask: the mask covers {share:.0%} of the picture")
+    m8 = mask.astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    core = cv2.erode(m8, kernel).astype(bool)  # the box-reduced mask's edge is part picture, part fill
+    outside = ~cv2.dilate(m8, kernel, iterations=2).astype(bool)
+    diff = np.abs(result - original)
+    if core.sum() >= 4:
+        inside_diff = float(diff[core].mean())
+        if inside_diff < UNCHANGED:
+            flags.append(f"unchanged: the masked region came back as it was (mean difference {inside_diff:.1f} levels)")
+        else:
+            ring = cv2.dilate(m8, kernel, iterations=8).astype(bool) & outside
+            around, fill = _texture(original, ring), _texture(result, core)
+            if around > TEXTURED and fill < FLAT_SHARE * around:
+                flags.append(f"flat_fill: the fill is flat (texture {fill:.1f}) where its surroundings are "
+                             f"textured ({around:.1f})")
+    if outside.any():
+        away = diff[outside]
+        mean, off = float(away.mean()), float((away.max(axis=1) > OFF_LEVELS).mean())
+        if mean > SHIFT_MEAN or off > SHIFT_SHARE:
+            flags.append(f"colour_shift: outside the mask the colours differ from the original (mean "
+                         f"difference {mean:.1f} levels, {off:.0%} of pixels off by more than {OFF_LEVELS})")
+    return tuple(flags)
+
+
+def _texture(picture: np.ndarray, where: np.ndarray) -> float:
+    """Mean gradient magnitude of the grey picture over ``where``, the region's own edges left out."""
+    import cv2
+
+    grey = picture.mean(axis=2)
+    gx, gy = np.zeros_like(grey), np.zeros_like(grey)
+    gx[:, 1:] = np.abs(np.diff(grey, axis=1))
+    gy[1:, :] = np.abs(np.diff(grey, axis=0))
+    inner = cv2.erode(where.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return float((gx + gy)[inner].mean()) if inner.any() else 0.0
+
+
+def _strip(original: np.ndarray, mask: np.ndarray, result: np.ndarray) -> bytes:
+    overlay = original.copy()
+    overlay[mask] = overlay[mask] * 0.45 + TINT * 0.55
+    panels = [Image.fromarray(p.astype(np.uint8)) for p in (original, overlay, result)]
+    size = _fit(panels[0].size, PANEL)
+    gap = 4
+    strip = Image.new("RGB", (3 * size[0] + 2 * gap, size[1]), (255, 255, 255))
+    for i, panel in enumerate(panels):
+        strip.paste(panel.resize(size, Image.Resampling.BILINEAR), (i * (size[0] + gap), 0))
+    buf = io.BytesIO()
+    strip.save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+def thumb_name(key: str) -> str:
+    """The strip's file under the report's ``thumbs/``: named by the item's key, so a re-run replaces it."""
+    digest = hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+    return f"{digest[:2]}/{digest[2:]}.jpg"
+
+
+def save_strip(thumbs: Path, key: str, strip: bytes) -> None:
+    """Written whole but not fsynced: a strip lost in a crash is made again. Raises OutputError."""
+    write_atomic(thumbs / thumb_name(key), strip, durable=False)
+
+
+class Reviewer:
+    """Look at each result as it is recorded, in a worker thread: its strip goes to ``thumbs``, its flags
+    to the manifest. ``thumbs`` None (``--no-report``): no look at all, nothing spent."""
+
+    def __init__(self, thumbs: Path | None, cpu: anyio.CapacityLimiter | None = None) -> None:
+        self.thumbs = thumbs
+        self._cpu = cpu
+
+    async def review(self, prepared: Prepared, answer: Pieces | None) -> tuple[str, ...]:
+        if self.thumbs is None or answer is None:
+            return ()
+        return await anyio.to_thread.run_sync(self._review, prepared, answer, limiter=self._cpu)
+
+    def _review(self, prepared: Prepared, answer: Pieces) -> tuple[str, ...]:
+        assert self.thumbs is not None
+        try:
+            seen = look(prepared.image_bytes, prepared.mask_png, answer.joined())
+            save_strip(self.thumbs, prepared.pair.key, seen.strip)
+        except (OSError, ValueError, Image.DecompressionBombError, OutputError):  # an UnidentifiedImageError is an OSError
+            return ()  # a look that fails costs the item nothing: the report shows it without a strip
+        return seen.flags

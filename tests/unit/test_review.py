@@ -1,0 +1,97 @@
+"""The second look at each result: the flags on real photographs, the strip, and a look that cannot fail an item."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batch_inpaint import imaging, review
+from batch_inpaint.engines.local import inpaint_png
+from batch_inpaint.pairing import Pair
+from batch_inpaint.pieces import Pieces
+from batch_inpaint.preflight import Prepared
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
+PHOTOS = ["coffee", "astronaut", "pad/rocket"]
+
+
+def _inputs(name: str) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
+    image = (SAMPLES / "photos" / f"{name}.jpg").read_bytes()
+    mask = (SAMPLES / "masks" / f"{name}.png").read_bytes()
+    pixels = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
+    inside = np.asarray(Image.open(io.BytesIO(mask))) > 127
+    return image, mask, pixels, inside
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    return imaging.encode_png(Image.fromarray(pixels.astype(np.uint8)))
+
+
+def _codes(look: review.Look) -> list[str]:
+    return [flag.split(":")[0] for flag in look.flags]
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_a_good_fill_is_not_flagged_and_each_bad_answer_is(name: str) -> None:
+    image, mask, pixels, inside = _inputs(name)
+    assert _codes(review.look(image, mask, inpaint_png(image, mask))) == []
+    assert _codes(review.look(image, mask, _png(pixels))) == ["unchanged"]
+    blob = pixels.copy()
+    blob[inside] = (128, 120, 110)
+    assert _codes(review.look(image, mask, _png(blob))) == ["flat_fill"]
+    good = np.asarray(Image.open(io.BytesIO(inpaint_png(image, mask))).convert("RGB")).astype(int)
+    assert _codes(review.look(image, mask, _png(np.clip(good + (0, 0, 25), 0, 255)))) == ["colour_shift"]
+    # a few stray pixels outside the mask (a seam, JPEG noise) are no colour shift
+    speckled = good.copy()
+    speckled[::40, ::40] = 255
+    assert _codes(review.look(image, mask, _png(speckled))) == []
+
+
+def test_a_mask_over_most_of_the_picture_is_flagged_with_its_share() -> None:
+    image, _, pixels, _ = _inputs("coffee")
+    big = np.zeros(pixels.shape[:2], np.uint8)
+    big[:, : pixels.shape[1] * 3 // 4] = 255
+    mask = imaging.encode_png(Image.fromarray(big))
+    look = review.look(image, mask, inpaint_png(image, mask))
+    assert "large_mask: the mask covers 75% of the picture" in look.flags
+
+
+def test_a_flat_fill_in_flat_surroundings_is_not_flagged() -> None:
+    """A flat patch of sky filled flat is right: only texture around it makes a flat fill suspicious."""
+    sky = np.full((300, 400, 3), (70, 110, 180), np.uint8)
+    answer = sky.copy()
+    sky[120:180, 170:230] = (30, 30, 30)  # a bird
+    mask = np.zeros((300, 400), np.uint8)
+    mask[100:200, 150:250] = 255
+    look = review.look(_png(sky), imaging.encode_png(Image.fromarray(mask)), _png(answer))
+    assert look.flags == ()
+
+
+def test_the_strip_shows_three_panels_of_the_picture_and_is_a_small_jpeg() -> None:
+    image, mask, _, _ = _inputs("pad/rocket")
+    strip = Image.open(io.BytesIO(review.look(image, mask, inpaint_png(image, mask)).strip))
+    assert strip.format == "JPEG" and strip.size == (3 * 160 + 8, 107)
+    middle = np.asarray(strip)[:, 160 + 4: 2 * 160 + 4].astype(int)
+    assert (middle[..., 0] - middle[..., 2]).max() > 100  # the mask drawn in red over the night sky
+
+
+def test_names_of_strips_are_stable_and_spread_over_folders() -> None:
+    assert review.thumb_name("a/b.jpg") == review.thumb_name("a/b.jpg") != review.thumb_name("a/c.jpg")
+    assert len({review.thumb_name(f"{i}.jpg")[:2] for i in range(2000)}) > 200
+
+
+@pytest.mark.asyncio
+async def test_a_look_that_fails_costs_the_item_nothing(tmp_path: Path) -> None:
+    image, mask, _, _ = _inputs("coffee")
+    prepared = Prepared(Pair("coffee.jpg", str(tmp_path / "c.jpg"), str(tmp_path / "c.png"), "coffee"), image, "image/jpeg", mask,
+                        (600, 400), (600, 400), "ih", "mh")
+    reviewer = review.Reviewer(tmp_path / "thumbs")
+    assert await reviewer.review(prepared, Pieces.of(b"\x89PNG\r\n\x1a\nnot a picture")) == ()
+    assert not (tmp_path / "thumbs").exists()
+    assert await reviewer.review(prepared, Pieces.of(_png(np.asarray(Image.open(io.BytesIO(image)))))) != ()
+    assert (tmp_path / "thumbs" / review.thumb_name("coffee.jpg")).is_file()
+    assert await review.Reviewer(None).review(prepared, Pieces.of(image)) == ()  # --no-report: no look at all
