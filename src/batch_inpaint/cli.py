@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 
 from . import __version__
-from .errors import ConfigError, LockHeld, ManifestError, first_error
+from .errors import ConfigError, LockHeld, ManifestError, OutputError, first_error
 from .exitcodes import EXIT_MEANINGS, ExitCode
 from .settings import (
     ENGINES, EXPORT_FORMATS, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, SUMMARY_FORMATS,
@@ -112,6 +112,9 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
                    "a line every 10 s otherwise)")
     g.add_argument("--summary", choices=SUMMARY_FORMATS, help="json: also print the summary as one JSON object on "
                    "standard output, for scripts (default text)")
+    g.add_argument("--no-report", dest="report", action="store_const", const=False,
+                   help="no HTML report at the end, and no thumbnail or flags made while the run writes results")
+    g.add_argument("--report-dir", type=Path, metavar="DIR", help="write the report here (default OUT/.batch-inpaint/report)")
 
 
 _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
@@ -119,7 +122,8 @@ _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file"
                   "rate_window", "limiter", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
                   "outage_seconds", "manifest", "retry_failed", "force", "adopt_existing",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
-                  "output_format", "quality", "keep_answers", "dry_run", "progress", "summary", "verbose")
+                  "output_format", "quality", "keep_answers", "dry_run", "progress", "summary", "verbose",
+                  "report", "report_dir")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=EXPORT_FORMATS, default="csv", help="csv (default) or jsonl, one object a line")
     p.add_argument("--manifest", type=Path, metavar="FILE", help="the manifest, if not in OUT/.batch-inpaint/")
     p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write here instead of standard output")
+    p = sub.add_parser("report", help="write the HTML report of an output folder",
+                       description="Write (or bring up to date) the HTML report of an output folder: figures, "
+                                   "failures, flagged results and every result beside its original. It opens "
+                                   "from the disk; its path is printed.")
+    p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
+    p.add_argument("--report-dir", type=Path, metavar="DIR", help="write it here (default OUT/.batch-inpaint/report)")
+    p.add_argument("--manifest", type=Path, metavar="FILE", help="the manifest, if not in OUT/.batch-inpaint/")
     from .emulator.cli import add_emulator_parser
 
     add_emulator_parser(sub)
@@ -229,7 +240,7 @@ def _command(args: argparse.Namespace) -> int:
 
                 return print_plan(settings)
             return _run(settings)
-        if args.command in ("status", "export"):
+        if args.command in ("status", "export", "report"):
             return _report(args)
         from .emulator.cli import run_emulator
 
@@ -283,8 +294,10 @@ def _run(settings: Any) -> int:
             print(f"batch-inpaint: {text}", file=sys.stderr)
         print(summary(result.stats, result.exit_code, result.stop_reason, local=settings.engine == "local"),
               file=sys.stderr, flush=True)
+        if result.report is not None:
+            print(f"batch-inpaint: report: {result.report.absolute()}", file=sys.stderr, flush=True)
         if settings.summary == "json":
-            print(summary_json(result.stats, result.exit_code, result.stop_reason), flush=True)
+            print(summary_json(result.stats, result.exit_code, result.stop_reason, result.report), flush=True)
         return result.exit_code
 
     importlib.import_module(f".engines.{settings.engine}", __package__)  # loaded before gc.freeze below
@@ -313,6 +326,19 @@ def _report(args: argparse.Namespace) -> int:
 
     async def report() -> int:
         try:
+            if args.command == "report":
+                from .htmlreport import write_report
+                from .locations import report_dir
+
+                try:
+                    written = await write_report(store, args.out_dir, report_dir(args.out_dir, args.report_dir))
+                except OutputError as exc:
+                    print(f"batch-inpaint: error: the report cannot be written: {exc}", file=sys.stderr)
+                    return ExitCode.UNWRITABLE
+                note = f" ({written.missing_strips} results without a thumbnail yet)" if written.missing_strips else ""
+                print(f"batch-inpaint: report of {written.items} items{note}: {written.index}", file=sys.stderr)
+                print(written.index)
+                return 0
             if args.command == "status":
                 print(await status_report(store))
                 from .limiter.build import runs_sharing
@@ -328,6 +354,8 @@ def _report(args: argparse.Namespace) -> int:
             await store.aclose()
 
     count = anyio.run(report)
+    if args.command == "report":
+        return count
     if args.command == "export":
         print(f"batch-inpaint: exported {count} items", file=sys.stderr)
     return ExitCode.OK

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 #: The tool's folder inside the output folder; the walk skips it (and every hidden name).
 TOOL_DIR = ".batch-inpaint"
@@ -24,6 +28,17 @@ def lock_path(out_dir: Path) -> Path:
 def answers_dir(out_dir: Path) -> Path:
     """Answers paid for, kept so a change of output format needs no request (`answers`)."""
     return tool_dir(out_dir) / "answers"
+
+
+def report_dir(out_dir: Path, override: Path | None = None) -> Path:
+    """The report's folder (`htmlreport`): ``--report-dir`` when given, else inside the tool folder."""
+    return override or tool_dir(out_dir) / "report"
+
+
+def report_thumbs(settings: "Settings") -> Path:
+    """Where a run puts each result's strip as it writes the result: beside the report it will feed."""
+    assert settings.out_dir is not None
+    return report_dir(settings.out_dir, settings.report_dir) / "thumbs"
 
 
 def state_dir() -> Path:

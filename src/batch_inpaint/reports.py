@@ -27,7 +27,8 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None, *, local: 
               (stats.kept_failed, "failed before (retried when their image or mask changes)"),
               (stats.kept_gave_up, "failed on server or network errors in several runs in a row "
                                    "(retry them with --retry-failed)"),
-              (stats.no_mask, "without a mask"), (stats.empty_mask, "with an empty mask")]
+              (stats.no_mask, "without a mask"), (stats.empty_mask, "with an empty mask"),
+              (stats.flagged, "flagged for a second look (see the report)")]
     counts.append((stats.left, "left pending (the next run continues)"))
     shown = ", ".join(f"{n} {what}" for n, what in counts if n) or ("nothing to do" if exit_code == 0 else "nothing done")
     lines = [f"batch-inpaint: {stats.seen} images seen: {shown}"]
@@ -60,9 +61,10 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None, *, local: 
     return "\n".join(lines)
 
 
-def summary_json(stats: RunStats, exit_code: int, stop_reason: str | None) -> str:
+def summary_json(stats: RunStats, exit_code: int, stop_reason: str | None, report: Path | None = None) -> str:
     """The summary as one JSON object, for scripts (``--summary json``)."""
     return json.dumps({
+        "report": None if report is None else str(report.absolute()), "flagged": stats.flagged,
         "exit_code": exit_code, "stop_reason": stop_reason, "counts": stats.counts(), "left_pending": stats.left,
         "credits_used": str(stats.credits_used),
         "remaining_credits": None if stats.remaining_credits is None else str(stats.remaining_credits),
@@ -88,6 +90,10 @@ async def status_report(store: Store) -> str:
         twice = sum(r.possibly_charged_twice or 0 for r in runs)
         if twice:
             lines.append(f"items resent after a crash (possibly charged twice): {twice}")
+    flagged_count, flagged = await store.flagged(LISTED)
+    if flagged_count:
+        lines.append(f"results flagged for a second look: {flagged_count} (the report shows them; export has "
+                     "the flags)")
     problems = counts.get("failed", 0) + counts.get("invalid", 0)
     for problem in await store.problems(LISTED):
         code = f" (HTTP {problem.error_status})" if problem.error_status else ""
@@ -96,6 +102,9 @@ async def status_report(store: Store) -> str:
     for item in await store.problems(LISTED, ("no_mask",)):
         lines.append(f"  without a mask: {item.key}")
     lines.extend(_more(counts.get("no_mask", 0), LISTED, "without a mask"))
+    for flag in flagged:
+        lines.append(f"  flagged: {flag.key}: {'; '.join(flag.flags)}")
+    lines.extend(_more(flagged_count, LISTED, "flagged"))
     return "\n".join(lines)
 
 
@@ -112,6 +121,7 @@ def _row(item: ItemRecord, out_dir: Path | None) -> dict[str, object]:
     row: dict[str, object] = {column: getattr(item, column) for column in EXPORT_COLUMNS}
     row["fixes"] = json.dumps(list(item.fixes)) if item.fixes else None
     row["warnings"] = json.dumps(list(item.warnings)) if item.warnings else None
+    row["flags"] = json.dumps(list(item.flags)) if item.flags else None
     if item.output_path and out_dir is not None:
         row["output_path"] = str((out_dir / item.output_path).absolute())
     for column in ("started_at", "finished_at"):

@@ -44,6 +44,12 @@ def check_roles(s: Settings) -> None:
                               "with --mask-suffix")
     if s.mask_file is not None and _within(s.mask_file.resolve(), out):
         raise ConfigError(f"{s.mask_file}: the mask must not be inside the output folder ({s.out_dir})")
+    if s.report_dir is not None:
+        report = s.report_dir.resolve()
+        for folder, what in ((s.input_dir, "input"), (s.masks_dir, "masks")):
+            if folder is not None and _within(report, folder.resolve()):
+                raise ConfigError(f"--report-dir {s.report_dir}: the report must not be inside the {what} folder "
+                                  f"({folder}): its thumbnails would be walked as pictures")
 
 
 def masks_inside_input(s: Settings) -> str | None:

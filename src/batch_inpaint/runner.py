@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
+
+import anyio
 
 from .batch import Batch, Observer
 from .control import RunControl
 from .engines.base import Engine, clipdrop_shaping, local_shaping
-from .errors import ConfigError
+from .errors import BatchInpaintError, ConfigError
 from .limiter import Limiter
 from .locations import lock_path
 from .roles import check_roles
@@ -26,6 +29,8 @@ class RunResult:
     stats: RunStats
     manifest: str
     stop_reason: str | None = None
+    #: The HTML report's index, when this run wrote one (`htmlreport`).
+    report: Path | None = None
 
 
 def check_inputs(settings: Settings) -> None:
@@ -129,12 +134,31 @@ async def _run_locked(settings: Settings, engine: Engine, store: Store | None, l
         if on_start is not None:
             on_start(control)
         await batch.run()
-        return RunResult(batch.exit_code, batch.stats, store.location, control.stop_reason)
+        report = await _report(settings, store, batch.stats)
+        return RunResult(batch.exit_code, batch.stats, store.location, control.stop_reason, report)
     finally:
         if owned_limiter:
             await limiter.aclose()
         if owned_store:
             await store.aclose()
+
+
+async def _report(settings: Settings, store: Store, stats: RunStats) -> Path | None:
+    """The report of a run that changed something; a report that cannot be written is a note, never
+    the run's failure."""
+    from .htmlreport import write_report
+    from .locations import report_dir
+
+    if not settings.report or not stats.settled:
+        return None
+    assert settings.out_dir is not None
+    try:
+        with anyio.CancelScope(shield=True):  # a stopping run still leaves the report of what it did
+            written = await write_report(store, settings.out_dir, report_dir(settings.out_dir, settings.report_dir))
+    except (OSError, BatchInpaintError) as exc:
+        stats.notice(f"the report could not be written: {exc}")
+        return None
+    return written.index
 
 
 async def build_limiter(settings: Settings, engine: Engine) -> Limiter:

@@ -87,6 +87,10 @@ class Settings:
     summary: str = "text"
     #: A line for every item as it is settled, beside the progress display.
     verbose: bool = False
+    #: Look at each result as it is written (a thumbnail strip, flags) and write the HTML report at the
+    #: end of a run that did something (`htmlreport`); ``report_dir`` puts it elsewhere than OUT/.batch-inpaint/.
+    report: bool = True
+    report_dir: Path | None = None
 
     def __post_init__(self) -> None:
         validate(self)
