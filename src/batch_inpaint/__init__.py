@@ -3,7 +3,7 @@
 The library is the product; ``batch-inpaint`` (the CLI) is a thin layer over `run_batch`::
 
     settings = build_settings({"input_dir": "photos", "masks_dir": "masks", "out_dir": "cleaned"})
-    result = anyio.run(run_batch, settings)   # RunResult: exit_code, stats, manifest
+    result = anyio.run(run_batch, settings)   # RunResult: exit_code, stats, manifest, report
 
 The seams, each a Protocol with implementations beside it: `Engine` (Clipdrop, local, a fake),
 `Store` (SQLite, memory) and `Limiter` (this process, none).
@@ -40,6 +40,7 @@ from .settings import Settings, build_settings
 if TYPE_CHECKING:  # the same names, loaded on first use at run time (see __getattr__)
     from .control import RunControl
     from .engines import Engine, FakeEngine, InpaintRequest, InpaintResult
+    from .htmlreport import ReportWritten, write_report
     from .limiter import Limiter, ProcessLimiter, Unlimited
     from .preflight import Prepared, prepare
     from .runner import RunResult, run_batch
@@ -52,8 +53,9 @@ __all__ = [
     "BatchInpaintError", "BrokenResponse", "ConfigError", "CreditsExhausted", "Engine", "ExitCode", "FakeEngine",
     "InpaintRequest", "InpaintResult", "InvalidInput", "ItemError", "KeyRejected", "Limiter", "LockHeld",
     "ManifestError", "MemoryStore", "OutputError", "Pair", "Prepared", "ProcessLimiter", "RateLimited", "Rejected",
-    "Retryable", "RunControl", "RunResult", "RunStats", "RunStopped", "ServerError", "Settings", "SqliteStore",
-    "Store", "TransportError", "Unlimited", "__version__", "build_settings", "prepare", "run_batch",
+    "ReportWritten", "Retryable", "RunControl", "RunResult", "RunStats", "RunStopped", "ServerError", "Settings",
+    "SqliteStore", "Store", "TransportError", "Unlimited", "__version__", "build_settings", "prepare", "run_batch",
+    "write_report",
 ]
 
 _LAZY = {
@@ -61,6 +63,7 @@ _LAZY = {
     "InpaintResult": "engines", "Limiter": "limiter", "ProcessLimiter": "limiter", "Unlimited": "limiter",
     "Prepared": "preflight", "prepare": "preflight", "RunResult": "runner", "run_batch": "runner",
     "RunStats": "stats", "MemoryStore": "store", "SqliteStore": "store", "Store": "store",
+    "ReportWritten": "htmlreport", "write_report": "htmlreport",
 }
 
 

@@ -46,24 +46,113 @@ class ReportWritten:
 
 
 async def write_report(store: Store, out_dir: Path, report_dir: Path) -> ReportWritten:
-    """Write or update the report of the output folder ``out_dir`` in ``report_dir``."""
+    """Write or update the report of the output folder ``out_dir`` in ``report_dir``.
+
+    Items stream from the store a page at a time: what is kept of each beyond its page is its index in
+    a status list and its folder's span, so memory stays small for any number of items."""
     import anyio
 
     counts = await store.counts()
     runs = await store.runs()
     credits = await store.credits_spent()
     flagged_count, flagged = await store.flagged(LISTED)
-    rows: list[dict[str, Any]] = []
-    done_times: list[float] = []
+    pages = _Pages(_Writer(report_dir), out_dir, report_dir, since=runs[-1].started_at if runs else 0.0)
     async for item in store.items():
-        rows.append(_row(item, out_dir, report_dir))
-        if item.status == "done" and item.sends and item.finished_at is not None:
-            done_times.append(item.finished_at)
-    writer = _Writer(report_dir)
-    missing = await anyio.to_thread.run_sync(_strips, rows, out_dir, report_dir, writer)
-    await anyio.to_thread.run_sync(_write_files, writer, rows, counts, runs, credits, flagged_count, flagged,
-                                   done_times, out_dir, missing)
-    return ReportWritten(report_dir / "index.html", len(rows), writer.written, missing)
+        pages.add(item)
+        if len(pages.rows) == PAGE:
+            await anyio.to_thread.run_sync(pages.flush)
+    await anyio.to_thread.run_sync(pages.flush)
+    index = Front(counts, runs, credits, flagged_count, flagged, out_dir)
+    await anyio.to_thread.run_sync(pages.finish, index)
+    return ReportWritten(report_dir / "index.html", pages.count, pages.writer.written, pages.missing)
+
+
+@dataclass(frozen=True, slots=True)
+class Front:
+    """What the front page shows besides what the pages gather."""
+
+    counts: dict[str, int]
+    runs: list[RunRecord]
+    credits: Any
+    flagged_count: int
+    flagged: list[Any]
+    out_dir: Path
+
+
+class _Pages:
+    def __init__(self, writer: "_Writer", out_dir: Path, report_dir: Path, since: float) -> None:
+        self.writer, self.out_dir, self.report_dir, self.since = writer, out_dir, report_dir, since
+        self.rows: list[dict[str, Any]] = []
+        self.count = 0
+        self.views: dict[str, list[int]] = {}
+        self.folders: dict[str, list[int]] = {}
+        self.problems: list[dict[str, Any]] = []
+        self.problem_count = 0
+        self.done_times: list[float] = []  #: paid results of the last run, for its chart
+        self.made = self.missing = 0
+
+    def add(self, item: ItemRecord) -> None:
+        i = self.count
+        self.count += 1
+        row = _row(item, self.out_dir, self.report_dir)
+        self.rows.append(row)
+        self.views.setdefault(item.status, []).append(i)
+        if item.status == "done":
+            if item.flags:
+                self.views.setdefault(FLAGGED, []).append(i)
+            if item.sends and item.finished_at is not None and item.finished_at >= self.since:
+                self.done_times.append(item.finished_at)
+        elif item.status in ("failed", "invalid"):
+            self.problem_count += 1
+            if len(self.problems) < LISTED:
+                self.problems.append(row)
+        folder = row["d"]
+        while folder:  # every ancestor: a folder's subtree is one run of keys in key order
+            span = self.folders.setdefault(folder, [i, i + 1])
+            span[1] = i + 1
+            folder = folder.rpartition("/")[0]
+
+    def flush(self) -> None:
+        """The page of items gathered so far, with each done one pointed at its strip."""
+        if not self.rows:
+            return
+        for row in self.rows:
+            if row["s"] == "done":
+                self._strip(row)
+        number = (self.count - 1) // PAGE
+        public = [{k: v for k, v in row.items() if not k.startswith("_")} for row in self.rows]
+        self.writer.put(f"data/items-{number}.js", _js("items", number, public))
+        self.rows = []
+
+    def _strip(self, row: dict[str, Any]) -> None:
+        """Its strip as the run made it; copied from the default folder into another ``--report-dir``;
+        made from the files when there is none (at most `MAKE_AT_MOST` a report)."""
+        name = review.thumb_name(row["k"])
+        target = self.report_dir / "thumbs" / name
+        if not target.exists():
+            source = locations.report_dir(self.out_dir) / "thumbs" / name
+            if source != target and source.exists():
+                write_atomic(target, source.read_bytes(), durable=False)
+            elif self.made < MAKE_AT_MOST and _make_strip(row, self.out_dir, self.report_dir / "thumbs"):
+                self.made += 1
+            else:
+                self.missing += 1
+                return
+            self.writer.written += 1
+        row["t"] = "thumbs/" + name
+
+    def finish(self, front: Front) -> None:
+        for name, indices in self.views.items():
+            self.writer.put(f"data/view-{name}.js", _js("view", name, indices))
+        self.writer.put("data/folders.js", _js("folders", self.folders))
+        assets = resources.files(__package__) / "report_assets"
+        for asset in ("report.js", "report.css"):
+            self.writer.put(asset, (assets / asset).read_text(encoding="utf-8"))
+        meta = {"total": self.count, "page": PAGE, "views": {name: len(ix) for name, ix in sorted(self.views.items())}}
+        self.writer.put("index.html", _index(meta, front, self))
+        for stale in (self.report_dir / "data").glob("*.js"):  # pages and views of items no longer there
+            if f"data/{stale.name}" not in self.writer.put_now:
+                stale.unlink(missing_ok=True)
 
 
 def _file_url(path: str | None) -> str | None:
@@ -78,31 +167,6 @@ def _row(item: ItemRecord, out_dir: Path, report_dir: Path) -> dict[str, Any]:
     return {"k": item.key, "d": folder, "s": item.status, "e": item.error,
             "f": list(item.flags), "t": None, "i": _file_url(item.image_path), "m": _file_url(item.mask_path),
             "o": output, "_mask": item.mask_path, "_image": item.image_path, "_output": item.output_path}
-
-
-def _strips(rows: list[dict[str, Any]], out_dir: Path, report_dir: Path, writer: "_Writer") -> int:
-    """Point each done row at its strip; make the missing ones (at most `MAKE_AT_MOST`) from the files."""
-    thumbs = report_dir / "thumbs"
-    default = locations.report_dir(out_dir) / "thumbs"
-    made = missing = 0
-    for row in rows:
-        if row["s"] != "done":
-            continue
-        name = review.thumb_name(row["k"])
-        target = thumbs / name
-        if not target.exists():
-            source = default / name
-            if source != target and source.exists():  # made by a run into the default report folder
-                write_atomic(target, source.read_bytes(), durable=False)
-                writer.written += 1
-            elif made < MAKE_AT_MOST and _make_strip(row, out_dir, thumbs):
-                made += 1
-                writer.written += 1
-            else:
-                missing += 1
-                continue
-        row["t"] = "thumbs/" + name
-    return missing
 
 
 def _make_strip(row: dict[str, Any], out_dir: Path, thumbs: Path) -> bool:
@@ -122,9 +186,11 @@ class _Writer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.written = 0
+        self.put_now: set[str] = set()
 
     def put(self, rel: str, text: str) -> None:
         """Write ``rel`` whole (temp file, rename) unless it holds ``text`` already."""
+        self.put_now.add(rel)
         path = self.root / rel
         data = text.encode()
         try:
@@ -140,38 +206,10 @@ def _js(call: str, *args: Any) -> str:
     return f"BI.{call}({', '.join(json.dumps(a, separators=(',', ':')) for a in args)});\n"
 
 
-def _write_files(writer: _Writer, rows: list[dict[str, Any]], counts: dict[str, int], runs: list[RunRecord],
-                 credits: Any, flagged_count: int, flagged: list[Any], done_times: list[float], out_dir: Path,
-                 missing: int) -> None:
-    public = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
-    for start in range(0, len(public), PAGE):
-        writer.put(f"data/items-{start // PAGE}.js", _js("items", start // PAGE, public[start:start + PAGE]))
-    views: dict[str, list[int]] = {}
-    folders: dict[str, list[int]] = {}
-    for i, row in enumerate(public):
-        views.setdefault(row["s"], []).append(i)
-        if row["f"] and row["s"] == "done":
-            views.setdefault(FLAGGED, []).append(i)
-        folder = row["d"]
-        while folder:  # every ancestor: a folder's subtree is one run of keys in key order
-            span = folders.setdefault(folder, [i, i + 1])
-            span[1] = i + 1
-            folder = folder.rpartition("/")[0]
-    for name, indices in views.items():
-        writer.put(f"data/view-{name}.js", _js("view", name, indices))
-    writer.put("data/folders.js", _js("folders", folders))
-    assets = resources.files(__package__) / "report_assets"
-    for asset in ("report.js", "report.css"):
-        writer.put(asset, (assets / asset).read_text(encoding="utf-8"))
-    meta = {"total": len(public), "page": PAGE, "views": {name: len(ix) for name, ix in sorted(views.items())}}
-    writer.put("index.html", _index(meta, counts, runs, credits, flagged_count, flagged, done_times, public, out_dir,
-                                    missing))
-
-
-def _index(meta: dict[str, Any], counts: dict[str, int], runs: list[RunRecord], credits: Any, flagged_count: int,
-           flagged: list[Any], done_times: list[float], rows: list[dict[str, Any]], out_dir: Path,
-           missing: int) -> str:
+def _index(meta: dict[str, Any], front: Front, pages: _Pages) -> str:
     e = html.escape
+    counts, runs, credits, out_dir = front.counts, front.runs, front.credits, front.out_dir
+    flagged_count, flagged, missing = front.flagged_count, front.flagged, pages.missing
     last = runs[-1] if runs else None
     remaining = next((r.remaining_credits for r in reversed(runs) if r.remaining_credits is not None), None)
     figures = [("items", sum(counts.values()))] + sorted(counts.items())
@@ -184,7 +222,7 @@ def _index(meta: dict[str, Any], counts: dict[str, int], runs: list[RunRecord], 
                         ("its requests", last.requests or 0), ("its retries", last.retries or 0),
                         ("its 429s (rate-limited)", last.rate_limited or 0),
                         ("its credits", last.credits_used or 0)]
-    problems = [r for r in rows if r["s"] in ("failed", "invalid")]
+    problems = pages.problems
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>batch-inpaint report: {e(out_dir.name or str(out_dir))}</title>",
@@ -194,17 +232,17 @@ def _index(meta: dict[str, Any], counts: dict[str, int], runs: list[RunRecord], 
         f"<p class=when>written {_when(time.time())}</p>",
         '<section id="figures"><h2>Figures</h2><div class=cols>',
         _table("items by status", figures), _table("credits and requests", run_figures),
-        "</div>", _chart(last, done_times), "</section>",
-        f'<section id="problems"><h2>Failed and invalid <span class=count>{len(problems)}</span></h2>',
+        "</div>", _chart(last, pages.done_times), "</section>",
+        f'<section id="problems"><h2>Failed and invalid <span class=count>{pages.problem_count}</span></h2>',
     ]
     if problems:
         parts.append("<table class=list><tr><th>item</th><th>status</th><th>reason</th></tr>")
         parts += [f"<tr class=problem><td>{e(r['k'])}</td><td>{e(r['s'])}</td><td>{e(r['e'] or '')}</td></tr>"
-                  for r in problems[:LISTED]]
+                  for r in problems]
         parts.append("</table>")
-        if len(problems) > LISTED:
-            parts.append(f"<p>... and {len(problems) - LISTED} more: choose <em>failed</em> or <em>invalid</em> "
-                         "below.</p>")
+        if pages.problem_count > len(problems):
+            parts.append(f"<p>... and {pages.problem_count - len(problems)} more: choose <em>failed</em> or "
+                         "<em>invalid</em> below.</p>")
     else:
         parts.append("<p>None.</p>")
     parts.append(f'</section><section id="flagged"><h2>Worth a second look <span class=count>{flagged_count}'

@@ -69,6 +69,10 @@ async def test_pages_views_and_folders_cover_every_item_once(tmp_path: Path, mon
 
     again = await htmlreport.write_report(store, tmp_path / "out", report)
     assert again.written <= 1  # at most the front page (its time); data, strips and assets were as they should be
+    del store.rows["z/d.jpg"], store.rows["x/same.jpg"]  # gone from the record: their pages and view go too
+    await htmlreport.write_report(store, tmp_path / "out", report)
+    assert sorted(p.name for p in (report / "data").iterdir()) == [
+        "folders.js", "items-0.js", "items-1.js", "view-done.js", "view-invalid.js"]
 
 
 @pytest.mark.asyncio
