@@ -62,8 +62,8 @@ class Batch:
         self.stats = RunStats(verbose=settings.verbose)
         self.settings_hash = settings_hash(settings, engine.shaping)
         self._cpu = cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
-        thumbs = report_thumbs(settings) if settings.report else None
-        self.recorder = Recorder(store, self.stats, self.settings_hash, engine, Reviewer(thumbs, cpu))
+        self.reviewer = Reviewer(report_thumbs(settings) if settings.report else None, store, self.stats)
+        self.recorder = Recorder(store, self.stats, self.settings_hash, engine, self.reviewer)
         self.writer = OutputWriter(settings.out_dir, settings.output_format)
         self.answers = Answers(settings.out_dir, settings.output_format, keep=settings.keep_answers)
         self.reuse = Reuse(store, self.writer, self.recorder, self.answers, self._finish, force=settings.force)
@@ -88,12 +88,14 @@ class Batch:
                 self.control.bind(outer)
                 if self.observer is not None:
                     outer.start_soon(self.observer.watch, self.stats)
+                outer.start_soon(self.reviewer.run)
                 async with anyio.create_task_group() as tg:
                     ready_send, ready_recv = anyio.create_memory_object_stream[Prepared](2)
                     tg.start_soon(self._intake, ready_send)
                     async with ready_recv:
                         for _ in range(self.settings.workers):
                             tg.start_soon(self._worker, ready_recv.clone())
+                await self.reviewer.close()
                 outer.cancel_scope.cancel()
         except BaseException as exc:
             self._escaping = exc  # the process exits with this error's code: the manifest records that one

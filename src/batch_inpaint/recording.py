@@ -52,10 +52,10 @@ class Recorder:
 
     async def done(self, prepared: Prepared, output: OutputRecord, result: InpaintResult, seconds: float,
                    answer: str | None) -> None:
-        flags = await self._review(prepared, result.png)
         await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=result.credits_consumed,
                                      remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None,
-                                     answer=answer, flags=flags)
+                                     answer=answer)
+        self.reviewer.offer(prepared, result.png)
         self.stats.done += 1
         self.stats.event(f"done: {prepared.pair.key}")
 
@@ -63,21 +63,15 @@ class Recorder:
                      png: Pieces) -> None:
         """The output was made from an answer already paid for (``png``): nothing paid."""
         key = prepared.pair.key
-        flags = await self._review(prepared, png)
         await self.store.record_done(key, self.run_id, output=output, credits=Decimal(0), remaining=None,
-                                     seconds=None, fingerprint=self.fingerprint(prepared), answer=answer, flags=flags)
+                                     seconds=None, fingerprint=self.fingerprint(prepared), answer=answer)
+        self.reviewer.offer(prepared, png)
         self.stats.event(f"done: {key} (from an answer already paid for)")
         if source.key == key:
             self.stats.reencoded += 1
         else:
             self.stats.copied += 1
             self.stats.note(key, f"identical to {source.key}: made from its answer, nothing paid")
-
-    async def _review(self, prepared: Prepared, png: Pieces | None) -> tuple[str, ...]:
-        flags = await self.reviewer.review(prepared, png)
-        if flags:
-            self.stats.flagged += 1
-        return flags
 
     async def adopted(self, adoption: Adoption) -> None:
         """An output already there, with no result on record: done, nothing paid."""

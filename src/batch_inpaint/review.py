@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import queue
+import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import anyio
-import numpy as np
+import anyio.from_thread
+import anyio.lowlevel
 from PIL import Image, ImageOps
 
 from . import imaging
@@ -22,12 +27,17 @@ from .errors import OutputError
 from .output import write_atomic
 from .pieces import Pieces
 from .preflight import Prepared
+from .stats import RunStats
+from .store import Store
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: The longest side of the copies the flags are judged on, and of each panel of the thumbnail strip.
 LOOK = 384
 PANEL = 160
 #: The mask's colour over the original in the strip's middle panel.
-TINT = np.array([255, 40, 40], dtype=np.float32)
+TINT = (255, 40, 40)
 
 #: A mask covering more of the picture than this leaves little for the fill to go on.
 LARGE_MASK = 0.5
@@ -58,6 +68,8 @@ class Look:
 def look(image: bytes, mask_png: bytes, answer: bytes, *, judge: bool = True) -> Look:
     """``image`` as sent, its mask, the engine's answer (same size as ``image``); ``judge`` False makes
     only the strip (an output adopted or reused, not an engine's fresh answer)."""
+    import numpy as np  # NumPy and OpenCV load with the first look: a run with nothing to do never pays for them
+
     sent = _small(image, "RGB")
     size = sent.size
     mask = _small(mask_png, "L", size)
@@ -92,6 +104,7 @@ def _fit(size: tuple[int, int], longest: int) -> tuple[int, int]:
 def judge_result(original: np.ndarray, mask: np.ndarray, result: np.ndarray) -> tuple[str, ...]:
     """The flags, from same-sized RGB float arrays and a boolean mask."""
     import cv2
+    import numpy as np
 
     flags = []
     share = float(mask.mean())
@@ -124,6 +137,7 @@ def judge_result(original: np.ndarray, mask: np.ndarray, result: np.ndarray) -> 
 def _texture(picture: np.ndarray, where: np.ndarray) -> float:
     """Mean gradient magnitude of the grey picture over ``where``, the region's own edges left out."""
     import cv2
+    import numpy as np
 
     grey = picture.mean(axis=2)
     gx, gy = np.zeros_like(grey), np.zeros_like(grey)
@@ -134,8 +148,10 @@ def _texture(picture: np.ndarray, where: np.ndarray) -> float:
 
 
 def _strip(original: np.ndarray, mask: np.ndarray, result: np.ndarray) -> bytes:
+    import numpy as np
+
     overlay = original.copy()
-    overlay[mask] = overlay[mask] * 0.45 + TINT * 0.55
+    overlay[mask] = overlay[mask] * 0.45 + np.array(TINT, dtype=np.float32) * 0.55
     panels = [Image.fromarray(p.astype(np.uint8)) for p in (original, overlay, result)]
     size = _fit(panels[0].size, PANEL)
     gap = 4
@@ -158,24 +174,85 @@ def save_strip(thumbs: Path, key: str, strip: bytes) -> None:
     write_atomic(thumbs / thumb_name(key), strip, durable=False)
 
 
+#: Bytes of answers (with their pictures and masks) waiting for a look at most: a result that finds the
+#: lane this full is not looked at, so the lane's memory is bounded and a send never waits for a look.
+LANE_BYTES = 64_000_000
+
+
 class Reviewer:
-    """Look at each result as it is recorded, in a worker thread: its strip goes to ``thumbs``, its flags
-    to the manifest. ``thumbs`` None (``--no-report``): no look at all, nothing spent."""
+    """Look at each result after it is recorded, in a lane of its own: one thread at the lowest CPU
+    priority (nice 19), so the looks take only CPU the run leaves idle and never slow its sends. Each
+    strip goes to ``thumbs``, each result's flags to the store (`Store.record_flags`). A result that
+    finds the lane full is not looked at and is counted (`RunStats.unlooked`): the report makes its strip
+    from the files, without flags. ``thumbs`` None (``--no-report``): no look at all."""
 
-    def __init__(self, thumbs: Path | None, cpu: anyio.CapacityLimiter | None = None) -> None:
+    def __init__(self, thumbs: Path | None, store: Store | None = None, stats: RunStats | None = None,
+                 lane_bytes: int = LANE_BYTES) -> None:
         self.thumbs = thumbs
-        self._cpu = cpu
+        self._store = store
+        self._stats = stats or RunStats()
+        self._lane_bytes = lane_bytes
+        self._jobs: queue.SimpleQueue[tuple[str, bytes, bytes, Pieces, int] | None] = queue.SimpleQueue()
+        self._waiting = 0
+        self._ended = anyio.Event()
+        #: The lane thread's nice value as it found it set (None: the system would not lower it).
+        self.nice: int | None = None
 
-    async def review(self, prepared: Prepared, answer: Pieces | None) -> tuple[str, ...]:
+    def offer(self, prepared: Prepared, answer: Pieces | None) -> None:
+        """Queue a result for its look; never waits."""
         if self.thumbs is None or answer is None:
-            return ()
-        return await anyio.to_thread.run_sync(self._review, prepared, answer, limiter=self._cpu)
+            return
+        size = len(answer) + len(prepared.image_bytes) + len(prepared.mask_png)
+        if self._waiting and self._waiting + size > self._lane_bytes:
+            self._stats.unlooked += 1
+            return
+        self._waiting += size
+        self._jobs.put((prepared.pair.key, prepared.image_bytes, prepared.mask_png, answer, size))
 
-    def _review(self, prepared: Prepared, answer: Pieces) -> tuple[str, ...]:
+    async def run(self) -> None:
+        """The lane, for the length of a batch; `close` ends it once the looks offered are done."""
+        if self.thumbs is None:
+            self._ended.set()
+            return
+        token = anyio.lowlevel.current_token()
+        threading.Thread(target=self._lane, args=(token,), name="batch-inpaint look", daemon=True).start()
+        try:
+            await self._ended.wait()
+        finally:
+            self._jobs.put(None)  # cancelled (a run stopped at once): the thread ends after its current look
+
+    async def close(self) -> None:
+        """No more results: wait for the looks already offered (bounded by the lane's bytes)."""
+        self._jobs.put(None)
+        await self._ended.wait()
+
+    def _lane(self, token: object) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
+            self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        except (OSError, AttributeError):
+            pass
+        try:
+            while (job := self._jobs.get()) is not None:
+                key, image, mask, answer, size = job
+                flags = self._look(key, image, mask, answer)
+                anyio.from_thread.run(self._looked, key, flags, size, token=token)  # type: ignore[arg-type]
+            anyio.from_thread.run_sync(self._ended.set, token=token)  # type: ignore[arg-type]
+        except RuntimeError:
+            pass  # the event loop is gone: the run ended without waiting for its looks
+
+    def _look(self, key: str, image: bytes, mask: bytes, answer: Pieces) -> tuple[str, ...]:
         assert self.thumbs is not None
         try:
-            seen = look(prepared.image_bytes, prepared.mask_png, answer.joined())
-            save_strip(self.thumbs, prepared.pair.key, seen.strip)
+            seen = look(image, mask, answer.joined())
+            save_strip(self.thumbs, key, seen.strip)
         except (OSError, ValueError, Image.DecompressionBombError, OutputError):  # an UnidentifiedImageError is an OSError
             return ()  # a look that fails costs the item nothing: the report shows it without a strip
         return seen.flags
+
+    async def _looked(self, key: str, flags: tuple[str, ...], size: int) -> None:
+        self._waiting -= size
+        if flags:
+            self._stats.flagged += 1
+            if self._store is not None:
+                await self._store.record_flags(key, flags)

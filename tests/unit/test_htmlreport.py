@@ -38,8 +38,8 @@ async def _store(tmp_path: Path, keys: list[str]) -> MemoryStore:
         shutil.copyfile(photo, output)
         await store.mark_in_flight(key, run, Fingerprint("i", "m", "s", "c"))
         await store.record_done(key, run, output=OutputRecord(key[:-4] + ".png", "h", 1), credits=Decimal(1),
-                                remaining=None, seconds=None, fingerprint=None,
-                                flags=("unchanged: same",) if "same" in key else ())
+                                remaining=None, seconds=None, fingerprint=None)
+        await store.record_flags(key, ("unchanged: same",) if "same" in key else ())
     return store
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import sys
+import threading
+from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,6 +19,8 @@ from batch_inpaint.engines.local import inpaint_png
 from batch_inpaint.pairing import Pair
 from batch_inpaint.pieces import Pieces
 from batch_inpaint.preflight import Prepared
+from batch_inpaint.stats import RunStats
+from batch_inpaint.store import Fingerprint, MemoryStore, OutputRecord, SeenItem
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 PHOTOS = ["coffee", "astronaut", "pad/rocket"]
@@ -84,14 +91,61 @@ def test_names_of_strips_are_stable_and_spread_over_folders() -> None:
     assert len({review.thumb_name(f"{i}.jpg")[:2] for i in range(2000)}) > 200
 
 
+def _prepared(key: str, image: bytes, mask: bytes) -> Prepared:
+    return Prepared(Pair(key, f"/in/{key}", f"/masks/{key}", key[:-4]), image, "image/jpeg", mask, (600, 400), (600, 400),
+                    "ih", "mh")
+
+
+async def _done(store: MemoryStore, keys: list[str]) -> None:
+    run = await store.start_run({}, 1)
+    await store.record_seen([SeenItem(k, f"/in/{k}", f"/masks/{k}", None, None, "pending") for k in keys])
+    for key in keys:
+        await store.mark_in_flight(key, run, Fingerprint("i", "m", "s", "c"))
+        await store.record_done(key, run, output=OutputRecord(key, "h", 1), credits=Decimal(1), remaining=None,
+                                seconds=None, fingerprint=None)
+
+
 @pytest.mark.asyncio
-async def test_a_look_that_fails_costs_the_item_nothing(tmp_path: Path) -> None:
-    image, mask, _, _ = _inputs("coffee")
-    prepared = Prepared(Pair("coffee.jpg", str(tmp_path / "c.jpg"), str(tmp_path / "c.png"), "coffee"), image, "image/jpeg", mask,
-                        (600, 400), (600, 400), "ih", "mh")
-    reviewer = review.Reviewer(tmp_path / "thumbs")
-    assert await reviewer.review(prepared, Pieces.of(b"\x89PNG\r\n\x1a\nnot a picture")) == ()
-    assert not (tmp_path / "thumbs").exists()
-    assert await reviewer.review(prepared, Pieces.of(_png(np.asarray(Image.open(io.BytesIO(image)))))) != ()
-    assert (tmp_path / "thumbs" / review.thumb_name("coffee.jpg")).is_file()
-    assert await review.Reviewer(None).review(prepared, Pieces.of(image)) == ()  # --no-report: no look at all
+async def test_the_lane_looks_at_each_result_after_it_is_recorded_at_the_lowest_priority(tmp_path: Path) -> None:
+    image, mask, pixels, _ = _inputs("coffee")
+    store, stats = MemoryStore(), RunStats()
+    await _done(store, ["good.jpg", "same.jpg", "broken.jpg"])
+    reviewer = review.Reviewer(tmp_path / "thumbs", store, stats)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reviewer.run)
+        reviewer.offer(_prepared("good.jpg", image, mask), Pieces.of(inpaint_png(image, mask)))
+        reviewer.offer(_prepared("same.jpg", image, mask), Pieces.of(_png(pixels)))
+        # a look that fails costs the item nothing: no flags, no strip, and the lane goes on
+        reviewer.offer(_prepared("broken.jpg", image, mask), Pieces.of(b"\x89PNG\r\n\x1a\nnot a picture"))
+        await reviewer.close()
+    flags = {item.key: [f.split(":")[0] for f in item.flags] async for item in store.items()}
+    assert flags == {"good.jpg": [], "same.jpg": ["unchanged"], "broken.jpg": []}
+    assert stats.flagged == 1 and stats.unlooked == 0
+    strips = {key: (tmp_path / "thumbs" / review.thumb_name(key)).is_file() for key in flags}
+    assert strips == {"good.jpg": True, "same.jpg": True, "broken.jpg": False}
+    if sys.platform == "linux":
+        assert reviewer.nice == 19  # the lane thread alone: the run's own threads keep their priority
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_full_lane_skips_the_look_instead_of_holding_up_the_run(tmp_path: Path) -> None:
+    image, mask, pixels, _ = _inputs("coffee")
+    store, stats = MemoryStore(), RunStats()
+    await _done(store, ["a.jpg", "b.jpg"])
+    reviewer = review.Reviewer(tmp_path / "thumbs", store, stats, lane_bytes=1)
+    echo = Pieces.of(_png(pixels))
+    reviewer.offer(_prepared("a.jpg", image, mask), echo)  # an empty lane takes any one result
+    reviewer.offer(_prepared("b.jpg", image, mask), echo)  # ... and then it is full
+    assert stats.unlooked == 1
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reviewer.run)
+        await reviewer.close()
+    assert {item.key: bool(item.flags) async for item in store.items()} == {"a.jpg": True, "b.jpg": False}
+
+    off = review.Reviewer(None, store, stats)  # --no-report: nothing is looked at, nothing waits
+    off.offer(_prepared("a.jpg", image, mask), echo)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(off.run)
+        await off.close()
+    assert stats.unlooked == 1 and stats.flagged == 1  # nothing offered, nothing counted

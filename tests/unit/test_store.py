@@ -155,7 +155,8 @@ async def test_flags_go_with_a_done_result_and_leave_with_it(store: Store) -> No
     for key, flags in (("a.jpg", ("flat_fill: flat",)), ("b.jpg", ()), ("c.jpg", ("unchanged: same", "large_mask: 80%"))):
         await store.mark_in_flight(key, run, FP)
         await store.record_done(key, run, output=OutputRecord(key[0] + ".png", "h", 1), credits=Decimal(1),
-                                remaining=None, seconds=None, fingerprint=None, flags=flags)
+                                remaining=None, seconds=None, fingerprint=None)
+        await store.record_flags(key, flags)
     count, listed = await store.flagged(1)
     assert count == 2 and [(f.key, f.output_path, f.flags) for f in listed] == [("a.jpg", "a.png", ("flat_fill: flat",))]
     assert {item.key: item.flags async for item in store.items()} == {
@@ -168,6 +169,8 @@ async def test_flags_go_with_a_done_result_and_leave_with_it(store: Store) -> No
                             seconds=None, fingerprint=None)
     assert await store.flagged(10) == (0, [])
     assert {item.key: item.flags async for item in store.items()} == {"a.jpg": (), "b.jpg": (), "c.jpg": ()}
+    await store.record_flags("c.jpg", ("late: a look that ends after its item failed",))
+    assert await store.flagged(10) == (0, [])  # only a done result carries flags
 
 
 @pytest.mark.asyncio

@@ -197,9 +197,12 @@ class Store(Protocol):
 
     async def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
                           remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
-                          answer: str | None = None, flags: tuple[str, ...] = ()) -> None:
-        """``answer``: where the answer can be read again (`ANSWER_IN_OUTPUT`, `ANSWER_KEPT`), if anywhere;
-        ``flags``: why the result is worth a second look (`review`)."""
+                          answer: str | None = None) -> None:
+        """``answer``: where the answer can be read again (`ANSWER_IN_OUTPUT`, `ANSWER_KEPT`), if anywhere.
+        Flags an earlier result had are gone with it."""
+
+    async def record_flags(self, key: str, flags: tuple[str, ...]) -> None:
+        """Why a done result is worth a second look (`review`, after `record_done`)."""
 
     async def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None: ...
 

@@ -82,12 +82,16 @@ class MemoryStore:
 
     async def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
                           remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
-                          answer: str | None = None, flags: tuple[str, ...] = ()) -> None:
+                          answer: str | None = None) -> None:
         self.rows[key].update(status="done", error=None, error_status=None, credits=str(credits), run_id=run_id,
-                              failed_runs=0, answer=answer, flags=tuple(flags),
+                              failed_runs=0, answer=answer, flags=(),
                               remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
                               finished_at=time.time(), **_output(output),
                               **(_fingerprint(fingerprint) if fingerprint is not None else {}))
+
+    async def record_flags(self, key: str, flags: tuple[str, ...]) -> None:
+        if self.rows[key]["status"] == "done":
+            self.rows[key]["flags"] = tuple(flags)
 
     async def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None:
         self.rows[key].update(status="empty_mask", error="mask is empty", finished_at=time.time(), flags=(),

@@ -227,13 +227,19 @@ class SqliteStore:
     @_in_thread
     def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
                     remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
-                    answer: str | None = None, flags: tuple[str, ...] = ()) -> None:
+                    answer: str | None = None) -> None:
         fields = _fingerprint(fingerprint) if fingerprint is not None else {}
         with self.atomic() as db:
             _set(db, key, status="done", error=None, error_status=None, credits=str(credits), run_id=run_id, failed_runs=0,
-                 answer=answer, flags=json.dumps(list(flags)) if flags else None,
+                 answer=answer, flags=None,
                  remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
                  finished_at=time.time(), **_output(output), **fields)
+
+    @_in_thread
+    def record_flags(self, key: str, flags: tuple[str, ...]) -> None:
+        with self.atomic() as db:
+            db.execute("UPDATE items SET flags=? WHERE key=? AND status='done'",
+                       (json.dumps(list(flags)) if flags else None, key))
 
     @_in_thread
     def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None:
