@@ -195,3 +195,23 @@ def test_a_ten_thousand_item_report_loads_in_a_few_seconds(browser, tmp_path: Pa
     opened.page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     assert opened.errors == []
     opened.page.close()
+
+
+def test_a_report_elsewhere_is_whole_and_one_inside_the_input_is_refused(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data", {"": ["coffee"], "pad": ["pad/rocket"]})
+    out = tmp_path / "out"
+    local = ("run", str(data / "photos"), "--masks", str(data / "masks"), "--out", str(out), "--engine", "local")
+    refused = run_cli(*local, "--report-dir", str(data / "photos" / "report"))
+    assert refused.returncode == 2 and "must not be inside the input folder" in refused.stderr
+    assert not out.exists()
+    elsewhere = tmp_path / "shared" / "report"
+    made = run_cli(*local, "--report-dir", str(elsewhere), "--progress", "none")
+    assert made.returncode == 0 and f"report: {elsewhere / 'index.html'}" in made.stderr, made.stderr
+    assert not (out / ".batch-inpaint" / "report").exists()
+    # the report's data point at the strips beside it and at the outputs where they are
+    rows = [row for page in (elsewhere / "data").glob("items-*.js")
+            for row in json.loads(page.read_text().split(", ", 1)[1].rsplit(");", 1)[0])]
+    assert {row["k"] for row in rows} == {"coffee.jpg", "pad/rocket.jpg"}
+    for row in rows:
+        assert (elsewhere / row["t"]).is_file()
+        assert (elsewhere / row["o"]).resolve() == out / (row["k"][:-4] + ".png")
