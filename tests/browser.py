@@ -52,7 +52,7 @@ def open_page(browser: Any, url: str) -> Opened:
 
 
 def launch() -> Iterator[Any]:
-    """The browser for a session (the `browser` fixture): skipped where Chromium is missing, except in
+    """The browser for a module (the `browser` fixture): skipped where Chromium is missing, except in
     CI (`.ci/run` installs it), where that fails."""
     exe = chromium()
     if exe is None:

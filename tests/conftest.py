@@ -100,9 +100,10 @@ def postgres() -> Iterator["Postgres"]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (`tests.browser`)."""
+    """Headless Chromium (`tests.browser`), for one module: Playwright's event loop runs in the test
+    thread while it is open, where the async tests of other modules need their own."""
     from tests.browser import launch
 
     yield from launch()
