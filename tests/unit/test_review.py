@@ -149,3 +149,33 @@ async def test_a_full_lane_skips_the_look_instead_of_holding_up_the_run(tmp_path
         tg.start_soon(off.run)
         await off.close()
     assert stats.unlooked == 1 and stats.flagged == 1  # nothing offered, nothing counted
+
+
+@pytest.mark.asyncio
+async def test_the_lane_ends_whatever_a_look_or_the_store_throws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lane that died would leave the run waiting for it at its end: every failure is the look's alone."""
+    from batch_inpaint.errors import ManifestError
+
+    image, mask, pixels, _ = _inputs("coffee")
+    store, stats = MemoryStore(), RunStats()
+    await _done(store, ["odd.jpg", "ok.jpg"])
+    real_look = review.look
+
+    def picky(image: bytes, mask: bytes, answer: bytes, **kw: object) -> review.Look:
+        if answer == b"odd":
+            raise RuntimeError("an error no one foresaw (OpenCV's own, say)")
+        return real_look(image, mask, answer)
+
+    async def broken(key: str, flags: tuple[str, ...]) -> None:
+        raise ManifestError("manifest.sqlite3: disk I/O error")
+
+    monkeypatch.setattr(review, "look", picky)
+    monkeypatch.setattr(store, "record_flags", broken)
+    reviewer = review.Reviewer(tmp_path / "thumbs", store, stats)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reviewer.run)
+            reviewer.offer(_prepared("odd.jpg", image, mask), Pieces.of(b"odd"))
+            reviewer.offer(_prepared("ok.jpg", image, mask), Pieces.of(_png(pixels)))
+            await reviewer.close()
+    assert stats.flagged == 1  # the second look happened, though its flags could not be written
