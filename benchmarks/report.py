@@ -54,17 +54,19 @@ def make_manifest(out: Path, count: int) -> None:
         db.close()
 
     anyio.run(made)
-    strip = WORK / "report-strip.jpg"
-    if not strip.exists():
-        strip.write_bytes(review.look((SAMPLES / "photos" / "coffee.jpg").read_bytes(),
-                                      (SAMPLES / "masks" / "coffee.png").read_bytes(),
-                                      (SAMPLES / "photos" / "coffee.jpg").read_bytes(), judge=False).strip)
+    strip = review.look((SAMPLES / "photos" / "coffee.jpg").read_bytes(), (SAMPLES / "masks" / "coffee.png").read_bytes(),
+                        (SAMPLES / "photos" / "coffee.jpg").read_bytes(), judge=False).strip
     thumbs = out / ".batch-inpaint" / "report" / "thumbs"
+    sources = out / "strips"  # a file takes at most 65,000 links: one source per 50,000 items
+    sources.mkdir()
     for i in range(count):
         if i % 100 != 50:
+            source = sources / f"{i // 50_000}.jpg"
+            if not source.exists():
+                source.write_bytes(strip)
             target = thumbs / review.thumb_name(f"shard{i % 1000:04d}/img{i:07d}.jpg")
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(strip, target)
+            os.link(source, target)
 
 
 def first_page_seconds(index: Path) -> float | None:

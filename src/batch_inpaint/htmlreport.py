@@ -29,8 +29,9 @@ from .store import ItemRecord, RunRecord, Store
 PAGE = 100
 #: Failures and flagged results listed on the front page; the rest are one filter away.
 LISTED = 200
-#: Strips made for results that have none (adopted outputs, runs made with --no-report) per report:
-#: each costs a decode of the output, so a huge backlog is made over several reports.
+#: Strips `batch-inpaint report` makes for results that have none (outputs adopted, runs made with
+#: --no-report) each time: each costs a decode of the output, so a huge backlog is made over several.
+#: The report a run writes at its end makes none: its own results were looked at as they came.
 MAKE_AT_MOST = 2000
 FLAGGED = "flagged"
 
@@ -45,18 +46,19 @@ class ReportWritten:
     missing_strips: int = 0
 
 
-async def write_report(store: Store, out_dir: Path, report_dir: Path) -> ReportWritten:
+async def write_report(store: Store, out_dir: Path, report_dir: Path, *, make: int = MAKE_AT_MOST) -> ReportWritten:
     """Write or update the report of the output folder ``out_dir`` in ``report_dir``.
 
     Items stream from the store a page at a time: what is kept of each beyond its page is its index in
-    a status list and its folder's span, so memory stays small for any number of items."""
+    a status list and its folder's span, so memory stays small for any number of items. ``make``: strips
+    to make at most for results that have none."""
     import anyio
 
     counts = await store.counts()
     runs = await store.runs()
     credits = await store.credits_spent()
     flagged_count, flagged = await store.flagged(LISTED)
-    pages = _Pages(_Writer(report_dir), out_dir, report_dir, since=runs[-1].started_at if runs else 0.0)
+    pages = _Pages(_Writer(report_dir), out_dir, report_dir, since=runs[-1].started_at if runs else 0.0, make=make)
     async for item in store.items():
         pages.add(item)
         if len(pages.rows) == PAGE:
@@ -80,8 +82,8 @@ class Front:
 
 
 class _Pages:
-    def __init__(self, writer: "_Writer", out_dir: Path, report_dir: Path, since: float) -> None:
-        self.writer, self.out_dir, self.report_dir, self.since = writer, out_dir, report_dir, since
+    def __init__(self, writer: "_Writer", out_dir: Path, report_dir: Path, since: float, make: int) -> None:
+        self.writer, self.out_dir, self.report_dir, self.since, self.make = writer, out_dir, report_dir, since, make
         self.rows: list[dict[str, Any]] = []
         self.count = 0
         self.views: dict[str, list[int]] = {}
@@ -126,14 +128,14 @@ class _Pages:
 
     def _strip(self, row: dict[str, Any]) -> None:
         """Its strip as the run made it; copied from the default folder into another ``--report-dir``;
-        made from the files when there is none (at most `MAKE_AT_MOST` a report)."""
+        made from the files when there is none (``make`` at most)."""
         name = review.thumb_name(row["k"])
         target = self.report_dir / "thumbs" / name
         if not target.exists():
             source = locations.report_dir(self.out_dir) / "thumbs" / name
             if source != target and source.exists():
                 write_atomic(target, source.read_bytes(), durable=False)
-            elif self.made < MAKE_AT_MOST and _make_strip(row, self.out_dir, self.report_dir / "thumbs"):
+            elif self.made < self.make and _make_strip(row, self.out_dir, self.report_dir / "thumbs"):
                 self.made += 1
             else:
                 self.missing += 1
@@ -257,7 +259,8 @@ def _index(meta: dict[str, Any], front: Front, pages: _Pages) -> str:
     else:
         parts.append("<p>None.</p>")
     if missing:
-        parts.append(f"<p class=note>{missing} results have no thumbnail yet: the next report makes them.</p>")
+        parts.append(f"<p class=note>{missing} results have no thumbnail yet (outputs adopted, or made with "
+                     f"--no-report): <code>batch-inpaint report</code> makes them, {MAKE_AT_MOST:,} at a time.</p>")
     parts += [
         '</section><section id="results"><h2>Results</h2>',
         '<form id="filters"><label>status <select id="view"></select></label> '

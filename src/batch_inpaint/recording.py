@@ -55,7 +55,7 @@ class Recorder:
         await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=result.credits_consumed,
                                      remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None,
                                      answer=answer)
-        self.reviewer.offer(prepared, result.png)
+        await self.reviewer.offer(prepared, result.png)
         self.stats.done += 1
         self.stats.event(f"done: {prepared.pair.key}")
 
@@ -65,7 +65,7 @@ class Recorder:
         key = prepared.pair.key
         await self.store.record_done(key, self.run_id, output=output, credits=Decimal(0), remaining=None,
                                      seconds=None, fingerprint=self.fingerprint(prepared), answer=answer)
-        self.reviewer.offer(prepared, png)
+        await self.reviewer.offer(prepared, png)
         self.stats.event(f"done: {key} (from an answer already paid for)")
         if source.key == key:
             self.stats.reencoded += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -166,17 +165,16 @@ def save_strip(thumbs: Path, key: str, strip: bytes) -> None:
     write_atomic(thumbs / thumb_name(key), strip, durable=False)
 
 
-#: Bytes of answers (with their pictures and masks) waiting for a look at most: a result that finds the
-#: lane this full is not looked at, so the lane's memory is bounded and a send never waits for a look.
-LANE_BYTES = 64_000_000
+#: Bytes of answers (with their pictures and masks) waiting for their look at most: two 12 MP answers.
+LANE_BYTES = 40_000_000
 
 
 class Reviewer:
-    """Look at each result after it is recorded, in a lane of its own: one thread at the lowest CPU
-    priority (nice 19), so the looks take only CPU the run leaves idle and never slow its sends. Each
-    strip goes to ``thumbs``, each result's flags to the store (`Store.record_flags`). A result that
-    finds the lane full is not looked at and is counted (`RunStats.unlooked`): the report makes its strip
-    from the files, without flags. ``thumbs`` None (``--no-report``): no look at all."""
+    """Look at each result after it is recorded, in a lane of its own: one thread, so looks run beside
+    the sends (never more than one core's worth of them) instead of in the worker that made the result.
+    Each strip goes to ``thumbs``, each result's flags to the store (`Store.record_flags`). The lane
+    holds `LANE_BYTES` of answers at most: a result that finds it full waits for room, so every result
+    is looked at and memory stays bounded. ``thumbs`` None (``--no-report``): no look at all."""
 
     def __init__(self, thumbs: Path | None, store: Store | None = None, stats: RunStats | None = None,
                  lane_bytes: int = LANE_BYTES) -> None:
@@ -186,19 +184,18 @@ class Reviewer:
         self._lane_bytes = lane_bytes
         self._jobs: queue.SimpleQueue[tuple[str, bytes, bytes, Pieces, int] | None] = queue.SimpleQueue()
         self._waiting = 0
+        self._room = anyio.Condition()
         self._ended = anyio.Event()
-        #: The lane thread's nice value as it found it set (None: the system would not lower it).
-        self.nice: int | None = None
 
-    def offer(self, prepared: Prepared, answer: Pieces | None) -> None:
-        """Queue a result for its look; never waits."""
+    async def offer(self, prepared: Prepared, answer: Pieces | None) -> None:
+        """Queue a result for its look, once the lane has room for it (an empty lane takes any one)."""
         if self.thumbs is None or answer is None:
             return
         size = len(answer) + len(prepared.image_bytes) + len(prepared.mask_png)
-        if self._waiting and self._waiting + size > self._lane_bytes:
-            self._stats.unlooked += 1
-            return
-        self._waiting += size
+        async with self._room:
+            while self._waiting and self._waiting + size > self._lane_bytes:
+                await self._room.wait()
+            self._waiting += size
         self._jobs.put((prepared.pair.key, prepared.image_bytes, prepared.mask_png, answer, size))
 
     async def run(self) -> None:
@@ -220,11 +217,6 @@ class Reviewer:
 
     def _lane(self, token: Any) -> None:
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
-            self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        except (OSError, AttributeError):
-            pass
-        try:
             while (job := self._jobs.get()) is not None:
                 key, image, mask, answer, size = job
                 flags = self._look(key, image, mask, answer)
@@ -243,7 +235,9 @@ class Reviewer:
         return seen.flags
 
     async def _looked(self, key: str, flags: tuple[str, ...], size: int) -> None:
-        self._waiting -= size
+        async with self._room:
+            self._waiting -= size
+            self._room.notify_all()
         if flags:
             self._stats.flagged += 1
             if self._store is not None:

@@ -154,7 +154,8 @@ async def _report(settings: Settings, store: Store, stats: RunStats) -> Path | N
     assert settings.out_dir is not None
     try:
         with anyio.CancelScope(shield=True):  # a stopping run still leaves the report of what it did
-            written = await write_report(store, settings.out_dir, report_dir(settings.out_dir, settings.report_dir))
+            written = await write_report(store, settings.out_dir, report_dir(settings.out_dir, settings.report_dir),
+                                         make=0)
     except (OSError, BatchInpaintError) as exc:
         stats.notice(f"the report could not be written: {exc}")
         return None

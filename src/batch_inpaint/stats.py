@@ -35,9 +35,8 @@ class RunStats:
     rate_limited: int = 0
     possibly_charged: int = 0
     resent_after_crash: int = 0
-    #: Results worth a second look (`review`), made this run, and those not looked at (the lane was full).
+    #: Results worth a second look (`review`), made this run.
     flagged: int = 0
-    unlooked: int = 0
     credits_used: Decimal = Decimal(0)
     remaining_credits: Decimal | None = None
     problems: list[tuple[str, str, str]] = field(default_factory=list)
@@ -120,5 +119,5 @@ class RunStats:
     def counts(self) -> dict[str, int]:
         names = ("seen", "already_done", "done", "copied", "reencoded", "adopted", "failed", "invalid", "kept_failed", "kept_gave_up", "no_mask",
                  "empty_mask", "orphan_masks", "requests", "retries", "rate_limited", "possibly_charged",
-                 "resent_after_crash", "flagged", "unlooked")
+                 "resent_after_crash", "flagged")
         return {name: int(getattr(self, name)) for name in names}
