@@ -55,7 +55,7 @@ class Recorder:
         await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=result.credits_consumed,
                                      remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None,
                                      answer=answer)
-        await self.reviewer.offer(prepared, result.png)
+        await self.reviewer.offer(prepared, result.png, result.preview)
         self.stats.done += 1
         self.stats.event(f"done: {prepared.pair.key}")
 

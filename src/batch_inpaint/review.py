@@ -56,17 +56,22 @@ class Look:
     flags: tuple[str, ...]  #: "code: why"
 
 
-def look(image: bytes, mask_png: bytes, answer: bytes, *, judge: bool = True) -> Look:
-    """``image`` as sent, its mask, the engine's answer (same size as ``image``); ``judge`` False makes
-    only the strip (an output adopted or reused, not an engine's fresh answer)."""
+def look(image: bytes, mask_png: bytes, answer: bytes | None, *, preview: Any = None, judge: bool = True) -> Look:
+    """``image`` as sent, its mask, the engine's answer (same size as ``image``), or ``preview``, the
+    answer already small (an RGB array at the size `LOOK` fits the image to, `InpaintResult.preview`);
+    ``judge`` False makes only the strip (an output adopted, not an engine's fresh answer)."""
     import numpy as np  # NumPy and OpenCV load with the first look: a run with nothing to do never pays for them
 
     sent = _small(image, "RGB")
     size = sent.size
     mask = _small(mask_png, "L", size)
-    result = _small(answer, "RGB", size)
     o = np.asarray(sent, dtype=np.float32)
-    r = np.asarray(result, dtype=np.float32)
+    if preview is not None and preview.shape[:2] == o.shape[:2]:
+        r = np.asarray(preview, dtype=np.float32)
+    else:
+        if answer is None:
+            raise ValueError("no answer to look at")
+        r = np.asarray(_small(answer, "RGB", size), dtype=np.float32)
     m = np.asarray(mask) > 127
     flags = judge_result(o, m, r) if judge else ()
     return Look(_strip(o, m, r), flags)
@@ -75,7 +80,7 @@ def look(image: bytes, mask_png: bytes, answer: bytes, *, judge: bool = True) ->
 def _small(data: bytes, mode: str, size: tuple[int, int] | None = None) -> Image.Image:
     picture: Image.Image = Image.open(io.BytesIO(data))
     turned = imaging.orientation(picture) in (5, 6, 7, 8)  # a file from the disk; what was sent is upright
-    target = size or _fit(picture.size[::-1] if turned else picture.size, LOOK)
+    target = size or fit(picture.size[::-1] if turned else picture.size, LOOK)
     if picture.format == "JPEG":
         picture.draft(mode, target[::-1] if turned else target)  # decode at 1/2, 1/4 or 1/8 scale: nearly free
     if imaging.orientation(picture) != 1:
@@ -87,7 +92,8 @@ def _small(data: bytes, mode: str, size: tuple[int, int] | None = None) -> Image
     return picture
 
 
-def _fit(size: tuple[int, int], longest: int) -> tuple[int, int]:
+def fit(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    """``size`` scaled to at most ``longest`` on its longest side (never up)."""
     scale = min(1.0, longest / max(size))
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
@@ -144,7 +150,7 @@ def _strip(original: np.ndarray, mask: np.ndarray, result: np.ndarray) -> bytes:
     overlay = original.copy()
     overlay[mask] = overlay[mask] * 0.45 + np.array(TINT, dtype=np.float32) * 0.55
     panels = [Image.fromarray(p.astype(np.uint8)) for p in (original, overlay, result)]
-    size = _fit(panels[0].size, PANEL)
+    size = fit(panels[0].size, PANEL)
     gap = 4
     strip = Image.new("RGB", (3 * size[0] + 2 * gap, size[1]), (255, 255, 255))
     for i, panel in enumerate(panels):
@@ -165,8 +171,8 @@ def save_strip(thumbs: Path, key: str, strip: bytes) -> None:
     write_atomic(thumbs / thumb_name(key), strip, durable=False)
 
 
-#: Bytes of answers (with their pictures and masks) waiting for their look at most: two 12 MP answers.
-LANE_BYTES = 40_000_000
+#: Bytes of answers (with their pictures and masks) waiting for their look at most: one 12 MP answer.
+LANE_BYTES = 20_000_000
 
 
 class Reviewer:
@@ -182,21 +188,24 @@ class Reviewer:
         self._store = store
         self._stats = stats or RunStats()
         self._lane_bytes = lane_bytes
-        self._jobs: queue.SimpleQueue[tuple[str, bytes, bytes, Pieces, int] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[str, bytes, bytes, Pieces | None, Any, int] | None] = queue.SimpleQueue()
         self._waiting = 0
         self._room = anyio.Condition()
         self._ended = anyio.Event()
 
-    async def offer(self, prepared: Prepared, answer: Pieces | None) -> None:
-        """Queue a result for its look, once the lane has room for it (an empty lane takes any one)."""
-        if self.thumbs is None or answer is None:
+    async def offer(self, prepared: Prepared, answer: Pieces | None, preview: Any = None) -> None:
+        """Queue a result for its look, once the lane has room for it (an empty lane takes any one). With
+        a ``preview`` (`InpaintResult.preview`) the answer is neither kept nor decoded."""
+        if self.thumbs is None or (answer is None and preview is None):
             return
-        size = len(answer) + len(prepared.image_bytes) + len(prepared.mask_png)
+        if preview is not None:
+            answer = None
+        size = (len(answer) if answer is not None else preview.nbytes) + len(prepared.image_bytes) + len(prepared.mask_png)
         async with self._room:
             while self._waiting and self._waiting + size > self._lane_bytes:
                 await self._room.wait()
             self._waiting += size
-        self._jobs.put((prepared.pair.key, prepared.image_bytes, prepared.mask_png, answer, size))
+        self._jobs.put((prepared.pair.key, prepared.image_bytes, prepared.mask_png, answer, preview, size))
 
     async def run(self) -> None:
         """The lane, for the length of a batch; `close` ends it once the looks offered are done."""
@@ -218,17 +227,17 @@ class Reviewer:
     def _lane(self, token: Any) -> None:
         try:
             while (job := self._jobs.get()) is not None:
-                key, image, mask, answer, size = job
-                flags = self._look(key, image, mask, answer)
+                key, image, mask, answer, preview, size = job
+                flags = self._look(key, image, mask, answer, preview)
                 anyio.from_thread.run(self._looked, key, flags, size, token=token)
             anyio.from_thread.run_sync(self._ended.set, token=token)
         except RuntimeError:
             pass  # the event loop is gone: the run ended without waiting for its looks
 
-    def _look(self, key: str, image: bytes, mask: bytes, answer: Pieces) -> tuple[str, ...]:
+    def _look(self, key: str, image: bytes, mask: bytes, answer: Pieces | None, preview: Any) -> tuple[str, ...]:
         assert self.thumbs is not None
         try:
-            seen = look(image, mask, answer.joined())
+            seen = look(image, mask, None if answer is None else answer.joined(), preview=preview)
             save_strip(self.thumbs, key, seen.strip)
         except Exception:  # an answer that will not decode, a full disk, OpenCV's own errors: whatever it is,
             return ()      # a look that fails costs the item nothing, and the report shows it without a strip

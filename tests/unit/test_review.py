@@ -179,3 +179,18 @@ async def test_the_lane_ends_whatever_a_look_or_the_store_throws(tmp_path: Path,
             await reviewer.offer(_prepared("ok.jpg", image, mask), Pieces.of(_png(pixels)))
             await reviewer.close()
     assert stats.flagged == 1  # the second look happened, though its flags could not be written
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_the_local_engine_hands_its_result_small_and_the_look_decodes_nothing(name: str) -> None:
+    from batch_inpaint.engines import local
+
+    image, mask, _, _ = _inputs(name)
+    png, preview = local._inpaint(image, mask, "telea", 5, preview=True)
+    width, height = Image.open(io.BytesIO(image)).size
+    assert preview.shape == (*review.fit((width, height), review.LOOK)[::-1], 3)
+    decoded, handed = review.look(image, mask, png), review.look(image, mask, None, preview=preview)
+    assert decoded.flags == handed.flags == ()
+    a = np.asarray(Image.open(io.BytesIO(decoded.strip)), dtype=float)
+    b = np.asarray(Image.open(io.BytesIO(handed.strip)), dtype=float)
+    assert np.abs(a - b).mean() < 2.0  # the same strip, but for resampling

@@ -27,6 +27,9 @@ class InpaintResult:
     png: Pieces = field(repr=False)
     credits_consumed: Decimal = Decimal(0)
     remaining_credits: Decimal | None = None
+    #: The result already small, for its look (`review.Preview`), from an engine that holds its pixels
+    #: anyway: the look then needs no decode of the PNG. None: the look decodes it.
+    preview: Any = field(default=None, repr=False)
 
 
 class Engine(Protocol):

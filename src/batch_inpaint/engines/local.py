@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -41,6 +41,11 @@ def inpaint_pixels(image: np.ndarray, mask: np.ndarray, *, method: str = "telea"
 
 def inpaint_png(image_bytes: bytes, mask_png: bytes, *, method: str = "telea", radius: int = 5) -> bytes:
     """Decode, inpaint, encode a PNG. cv2 releases the GIL, so threads use every core."""
+    return _inpaint(image_bytes, mask_png, method, radius)[0]
+
+
+def _inpaint(image_bytes: bytes, mask_png: bytes, method: str, radius: int, preview: bool = False) -> tuple[bytes, Any]:
+    """The PNG, and with ``preview`` the result at the size its look judges it (RGB, `review.LOOK`)."""
     import cv2
     import numpy as np
 
@@ -62,7 +67,19 @@ def inpaint_png(image_bytes: bytes, mask_png: bytes, *, method: str = "telea", r
     ok, encoded = cv2.imencode(".png", result)  # OpenCV's default (RLE) is faster here than level 1
     if not ok:
         raise InvalidInput("local engine could not encode the result")
-    return encoded.tobytes()
+    return encoded.tobytes(), _preview(result) if preview else None
+
+
+def _preview(result: Any) -> Any:
+    import cv2
+
+    from ..review import LOOK, fit
+
+    height, width = result.shape[:2]
+    small = cv2.resize(result, fit((width, height), LOOK), interpolation=cv2.INTER_AREA)
+    if small.ndim == 2:
+        return cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(small[:, :, :3], cv2.COLOR_BGR2RGB)
 
 
 class LocalEngine:
@@ -77,11 +94,11 @@ class LocalEngine:
         self._limiter = anyio.CapacityLimiter(threads or os.cpu_count() or 2)
 
     async def inpaint(self, request: InpaintRequest) -> InpaintResult:
-        png = await anyio.to_thread.run_sync(
-            lambda: inpaint_png(request.image, request.mask_png, method=self.method, radius=self.radius),
+        png, preview = await anyio.to_thread.run_sync(
+            lambda: _inpaint(request.image, request.mask_png, self.method, self.radius, preview=True),
             limiter=self._limiter,
         )
-        return InpaintResult(Pieces.of(png))
+        return InpaintResult(Pieces.of(png), preview=preview)
 
     async def aclose(self) -> None:
         return None
