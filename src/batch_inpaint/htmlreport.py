@@ -23,6 +23,7 @@ from urllib.parse import quote
 from . import locations, review
 from .errors import OutputError
 from .output import write_atomic
+from .reports import when
 from .store import ItemRecord, RunRecord, Store
 
 #: Items per data file, and per page on screen.
@@ -130,18 +131,18 @@ class _Pages:
         """Its strip as the run made it; copied from the default folder into another ``--report-dir``;
         made from the files when there is none (``make`` at most)."""
         name = review.thumb_name(row["k"])
-        target = self.report_dir / "thumbs" / name
+        target = locations.thumbs_dir(self.report_dir) / name
         if not target.exists():
-            source = locations.report_dir(self.out_dir) / "thumbs" / name
+            source = locations.thumbs_dir(locations.report_dir(self.out_dir)) / name
             if source != target and source.exists():
                 write_atomic(target, source.read_bytes(), durable=False)
-            elif self.made < self.make and _make_strip(row, self.out_dir, self.report_dir / "thumbs"):
+            elif self.made < self.make and _make_strip(row, self.out_dir, target.parent.parent):
                 self.made += 1
             else:
                 self.missing += 1
                 return
             self.writer.written += 1
-        row["t"] = "thumbs/" + name
+        row["t"] = target.relative_to(self.report_dir).as_posix()
 
     def finish(self, front: Front) -> None:
         for name, indices in self.views.items():
@@ -219,7 +220,7 @@ def _index(meta: dict[str, Any], front: Front, pages: _Pages) -> str:
     run_figures = [("credits used, all runs", credits),
                    ("credits left (as the API last said)", "unknown" if remaining is None else remaining)]
     if last is not None:
-        run_figures += [("last run", f"#{last.id}, {_when(last.started_at)}"),
+        run_figures += [("last run", f"#{last.id}, {when(last.started_at)}"),
                         ("its exit code", "none (running or killed)" if last.exit_code is None else last.exit_code),
                         ("its requests", last.requests or 0), ("its retries", last.retries or 0),
                         ("its 429s (rate-limited)", last.rate_limited or 0),
@@ -231,7 +232,7 @@ def _index(meta: dict[str, Any], front: Front, pages: _Pages) -> str:
         '<link rel="icon" href="data:,"><link rel="stylesheet" href="report.css">',
         "</head><body>",
         f"<h1>batch-inpaint report <small>{e(str(out_dir.absolute()))}</small></h1>",
-        f"<p class=when>written {_when(time.time())}</p>",
+        f"<p class=when>written {when(time.time())}</p>",
         '<section id="figures"><h2>Figures</h2><div class=cols>',
         _table("items by status", figures), _table("credits and requests", run_figures),
         "</div>", _chart(last, pages.done_times), "</section>",
@@ -280,10 +281,6 @@ def _index(meta: dict[str, Any], front: Front, pages: _Pages) -> str:
 def _table(title: str, rows: Iterable[tuple[str, Any]]) -> str:
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f"<table class=figures><caption>{html.escape(title)}</caption>{body}</table>"
-
-
-def _when(ts: float | None) -> str:
-    return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def _chart(run: RunRecord | None, done_times: list[float]) -> str:

@@ -35,10 +35,15 @@ def report_dir(out_dir: Path, override: Path | None = None) -> Path:
     return override or tool_dir(out_dir) / "report"
 
 
+def thumbs_dir(report: Path) -> Path:
+    """Each result's thumbnail strip, inside the report's folder (`review.thumb_name` below it)."""
+    return report / "thumbs"
+
+
 def report_thumbs(settings: "Settings") -> Path:
-    """Where a run puts each result's strip as it writes the result: beside the report it will feed."""
+    """Where a run puts each result's strip as it looks at the result: beside the report it will feed."""
     assert settings.out_dir is not None
-    return report_dir(settings.out_dir, settings.report_dir) / "thumbs"
+    return thumbs_dir(report_dir(settings.out_dir, settings.report_dir))
 
 
 def state_dir() -> Path:

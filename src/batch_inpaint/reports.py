@@ -83,7 +83,7 @@ async def status_report(store: Store) -> str:
         last = runs[-1]
         ended = "none (still running or killed)" if last.exit_code is None else last.exit_code
         lines.append(f"runs: {len(runs)}; last run #{last.id}: credits used {last.credits_used or 0}, "
-                     f"exit code {ended}, ended {_when(last.ended_at)}")
+                     f"exit code {ended}, ended {when(last.ended_at)}")
         remaining = next((r.remaining_credits for r in reversed(runs) if r.remaining_credits is not None), None)
         if remaining is not None:
             lines.append(f"last remaining credits reported by the API: {remaining}")
@@ -112,7 +112,8 @@ def _more(total: int, listed: int, what: str) -> list[str]:
     return [f"  ... and {total - listed} more {what} (batch-inpaint export lists every item)"] if total > listed else []
 
 
-def _when(ts: float | None) -> str:
+def when(ts: float | None) -> str:
+    """A time as the reports show it, local time to the second."""
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
