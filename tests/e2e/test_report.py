@@ -215,3 +215,9 @@ def test_a_report_elsewhere_is_whole_and_one_inside_the_input_is_refused(tmp_pat
     for row in rows:
         assert (elsewhere / row["t"]).is_file()
         assert (elsewhere / row["o"]).resolve() == out / (row["k"][:-4] + ".png")
+    # --no-report: no report, and no thumbnail made on the way
+    bare = tmp_path / "bare"
+    quiet = run_cli("run", str(data / "photos"), "--masks", str(data / "masks"), "--out", str(bare), "--engine", "local",
+                    "--no-report")
+    assert quiet.returncode == 0 and "report:" not in quiet.stderr
+    assert (bare / "coffee.png").is_file() and not (bare / ".batch-inpaint" / "report").exists()

@@ -66,6 +66,9 @@ async def test_pages_views_and_folders_cover_every_item_once(tmp_path: Path, mon
     assert [row["t"] for row in rows if row["s"] == "invalid"] == [None, None]
     page = (report / "index.html").read_text()
     assert page.count("<tr class=problem>") == 2 and "image is truncated" in page
+    assert "<svg" in page and "Paid results a minute in run #1: 5 over" in page and "--rate, 60/min" in page
+    for name in ("index.html", "report.js", "report.css"):  # nothing is fetched from the network
+        assert "http://" not in (report / name).read_text() and "https://" not in (report / name).read_text()
 
     again = await htmlreport.write_report(store, tmp_path / "out", report)
     assert again.written <= 1  # at most the front page (its time); data, strips and assets were as they should be
