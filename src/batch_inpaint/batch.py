@@ -13,7 +13,7 @@ from typing import Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import compose
+from . import __version__, compose
 from .answers import Answers
 from .control import RunControl
 from .credits import CreditBudget
@@ -22,10 +22,12 @@ from .errors import (
     BatchInpaintError, DiskUnwritable, InvalidInput, ItemError, ManifestError, OutputError, Retryable, RunStopped,
     first_error,
 )
+from .events import JsonLines
 from .exitcodes import ExitCode
 from .inflight import ByteBudget, footprint
 from .intake import Intake
 from .limiter import Limiter, Slot
+from .metrics import MetricsFile
 from .locations import report_thumbs
 from .output import DISK_ERRNOS, OutputWriter
 from .pieces import Pieces
@@ -36,6 +38,7 @@ from .review import Reviewer
 from .reuse import Reuse
 from .sending import NotSent, Sender
 from .settings import Settings, settings_hash
+from .settle import Settle
 from .stats import RunStats
 from .store import RunEnd, Store
 from .triage import Triage
@@ -52,14 +55,16 @@ class Observer(Protocol):
 class Batch:
     def __init__(self, settings: Settings, *, engine: Engine, store: Store, limiter: Limiter,
                  control: RunControl | None = None, policy: RetryPolicy | None = None,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, settle: Settle | None = None) -> None:
         assert settings.out_dir is not None
         self.settings = settings
         self.store = store
         self.limiter = limiter
         self.control = control or RunControl(settings.grace_seconds)
         self.observer = observer
-        self.stats = RunStats(verbose=settings.verbose)
+        self.stats = RunStats(verbose=settings.verbose and settings.log_format != "json", sink=JsonLines() if settings.log_format == "json" else None)
+        self.metrics = None if settings.metrics_file is None else MetricsFile(
+            settings.metrics_file, store, self.stats, settings.out_dir, settings.metrics_every)
         self.settings_hash = settings_hash(settings, engine.shaping)
         self._cpu = cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
         self.reviewer = Reviewer(report_thumbs(settings) if settings.report else None, store, self.stats)
@@ -68,7 +73,7 @@ class Batch:
         self.answers = Answers(settings.out_dir, settings.output_format, keep=settings.keep_answers)
         self.reuse = Reuse(store, self.writer, self.recorder, self.answers, self._finish, force=settings.force)
         self.intake = Intake(settings, Triage(store, settings, self.settings_hash, record=True, cpu=cpu),
-                             self.recorder, self.writer, self.stats, cpu, self._finish)
+                             self.recorder, self.writer, self.stats, cpu, self._finish, settle)
         self.sender = Sender(engine, limiter, policy or RetryPolicy.from_settings(settings), self.control,
                              self.recorder, CreditBudget(settings.max_credits, engine.credits_per_request),
                              self.stats, self._finish, rate=settings.rate)
@@ -83,9 +88,13 @@ class Batch:
 
     async def run(self) -> RunStats:
         self.recorder.run_id = await self.store.start_run(self.settings.public(), os.getpid())
+        self.stats.emit("run_started", run_id=self.recorder.run_id, version=__version__, pid=os.getpid(),
+                        settings=self.settings.public())
         try:
             async with anyio.create_task_group() as outer:
                 self.control.bind(outer)
+                if self.metrics is not None:
+                    outer.start_soon(self.metrics.watch)
                 if self.observer is not None:
                     outer.start_soon(self.observer.watch, self.stats)
                 outer.start_soon(self.reviewer.run)
@@ -103,6 +112,8 @@ class Batch:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._record_end()
+                if self.metrics is not None:
+                    await self.metrics.write(self._final_code())
         return self.stats
 
     def _final_code(self) -> int:

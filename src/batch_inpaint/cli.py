@@ -18,12 +18,13 @@ from . import __version__
 from .errors import ConfigError, LockHeld, ManifestError, OutputError, first_error
 from .exitcodes import EXIT_MEANINGS, ExitCode
 from .settings import (
-    ENGINES, EXPORT_FORMATS, LOCAL_METHODS, MODES, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES, SUMMARY_FORMATS,
-    build_settings,
+    ENGINES, EXPORT_FORMATS, LOCAL_METHODS, LOG_FORMATS, MODES, NOTIFY_ON, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES,
+    SUMMARY_FORMATS, build_settings,
 )
 
 
 RUN_USAGE = "%(prog)s INPUT -o OUT [--masks DIR | --mask FILE | --pairs FILE] [options]"
+WATCH_USAGE = "%(prog)s INPUT -o OUT [--masks DIR | --mask FILE] [--settle SECONDS] [options]"
 EXAMPLES = """examples:
   batch-inpaint run photos --masks masks -o cleaned          # Clipdrop; the key in CLIPDROP_API_KEY
   batch-inpaint run photos --mask logo.png -o cleaned --engine local
@@ -105,6 +106,10 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
         p.add_argument("--dry-run", action="store_const", const=True, help=argparse.SUPPRESS)
         p.add_argument("--progress", choices=PROGRESS_MODES, help=argparse.SUPPRESS)
         p.add_argument("--summary", choices=SUMMARY_FORMATS, help=argparse.SUPPRESS)
+        p.add_argument("--log-format", choices=LOG_FORMATS, help=argparse.SUPPRESS)
+        p.add_argument("--metrics-file", type=Path, help=argparse.SUPPRESS)
+        p.add_argument("--notify", dest="notify_url", help=argparse.SUPPRESS)
+        p.add_argument("--notify-on", choices=NOTIFY_ON, help=argparse.SUPPRESS)
         return
     g = p.add_argument_group("display")
     g.add_argument("--dry-run", action="store_const", const=True, help="plan only: walk and preflight, no request")
@@ -115,6 +120,14 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
     g.add_argument("--no-report", dest="report", action="store_const", const=False,
                    help="no HTML report at the end, and no thumbnail or flags made while the run writes results")
     g.add_argument("--report-dir", type=Path, metavar="DIR", help="write the report here (default OUT/.batch-inpaint/report)")
+    g = p.add_argument_group("scheduled runs")
+    g.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json: one JSON object per event on "
+                   "standard error, for log collectors (env BATCH_INPAINT_LOG_FORMAT)")
+    g.add_argument("--metrics-file", type=Path, metavar="FILE", help="write Prometheus metrics here during the run "
+                   "and at its end, for node_exporter's textfile collector (a .prom file)")
+    g.add_argument("--notify", dest="notify_url", metavar="URL", help="POST a short JSON summary here at the end of a "
+                   "run, e.g. a Slack webhook (env BATCH_INPAINT_NOTIFY_URL)")
+    g.add_argument("--notify-on", choices=NOTIFY_ON, help="failures (default: a run that exits other than 0) or always")
 
 
 _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
@@ -123,7 +136,7 @@ _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file"
                   "outage_seconds", "manifest", "retry_failed", "force", "adopt_existing",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
                   "output_format", "quality", "keep_answers", "dry_run", "progress", "summary", "verbose",
-                  "report", "report_dir")
+                  "report", "report_dir", "log_format", "metrics_file", "notify_url", "notify_on", "settle", "poll")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,6 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Walk and preflight as a run would, send nothing, and say what it would cost. "
                                    "Exits as the run would (1 when items are invalid or failed before).")
     _run_options(p, plan=True)
+    p.set_defaults(usage=p.format_usage())
+    p = sub.add_parser("watch", help="stay running: inpaint pairs as they arrive", usage=WATCH_USAGE,
+                       formatter_class=formatter,
+                       description="Stay running and inpaint new and changed pairs as they arrive, with the manifest, "
+                                   "lock, limiter and exit codes of run. A file is sent once it has stopped changing "
+                                   "for --settle seconds. SIGTERM or Ctrl-C stops it gracefully.",
+                       epilog=_exit_codes())
+    _run_options(p)
+    g = p.add_argument_group("watch")
+    g.add_argument("--settle", type=float, metavar="SECONDS",
+                   help="a file counts once its size and mtime have not changed for this long (default 5)")
+    g.add_argument("--poll", action="store_const", const=True, help="poll the folders instead of waiting for the file "
+                   "system's events (found by itself for NFS, SMB and FUSE)")
     p.set_defaults(usage=p.format_usage())
     p = sub.add_parser("status", help="counts, credits and failures of an output folder",
                        description="Counts, credits and failures of an output folder, from its manifest; while runs "
@@ -221,13 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace) -> int:
-    if args.command == "run":
+    if args.command in ("run", "watch"):
         from .pipes import Forgiving
 
         sys.stdout, sys.stderr = Forgiving(sys.stdout), Forgiving(sys.stderr)
+    json_log = (getattr(args, "log_format", None) or os.environ.get("BATCH_INPAINT_LOG_FORMAT")) == "json"
     try:
-        if args.command in ("run", "plan"):
+        if args.command in ("run", "plan", "watch"):
             settings = build_settings(_flags(args), config_file=args.config)
+            json_log = settings.log_format == "json" and args.command != "plan"
             if settings.input_dir is None and settings.pairs_file is None or settings.out_dir is None:
                 missing = " and ".join(what for what, lacking in (
                     ("an input folder (or --pairs FILE)", settings.input_dir is None and settings.pairs_file is None),
@@ -239,31 +267,40 @@ def _command(args: argparse.Namespace) -> int:
                 from .planning import print_plan
 
                 return print_plan(settings)
-            return _run(settings)
+            return _run(settings, watching=args.command == "watch")
         if args.command in ("status", "export", "report"):
             return _report(args)
         from .emulator.cli import run_emulator
 
         return run_emulator(args)
     except LockHeld as exc:
-        print(f"batch-inpaint: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(json_log, str(exc), exc.exit_code)
     except (ConfigError, ManifestError) as exc:
-        print(f"batch-inpaint: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(json_log, f"error: {exc}", exc.exit_code)
 
 
-def _run(settings: Any) -> int:
-    """Run a batch with signal handling: first SIGINT/SIGTERM stops gently, a second stops at once."""
+def _failed(json_log: bool, message: str, code: int) -> int:
+    """A run that could not start: one line on stderr, JSON when the log is."""
+    if json_log:
+        from .events import JsonLines
+
+        JsonLines()("error", "error", {"message": message.removeprefix("error: "), "exit_code": int(code)})
+    else:
+        print(f"batch-inpaint: {message}", file=sys.stderr)
+    return code
+
+
+def _run(settings: Any, *, watching: bool = False) -> int:
+    """Run a batch (or watch) with signal handling: first SIGINT/SIGTERM stops gently, a second at once."""
     import importlib
 
     from . import progress
-    from .control import RunControl
-    from .reports import summary, summary_json
-    from .runner import RunResult, run_batch
+    from .ending import Ending
+    from .runner import run_batch
 
-    started: list[RunControl] = []
+    started: list[Any] = []  # the RunControl of the run, or the Watch
     early_signal: list[int] = []
+    ending = Ending(settings, watching=watching)
 
     async def watch_signals(tg: anyio.abc.TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -275,42 +312,43 @@ def _run(settings: Any) -> int:
                     return
                 control = started[0]
                 if control.signal_exit is not None:
-                    print("batch-inpaint: stopping now", file=sys.stderr, flush=True)
+                    ending.say("stopping now")
                 else:
-                    print("batch-inpaint: stopping: no new requests; send the signal again to stop at once",
-                          file=sys.stderr, flush=True)
+                    ending.say("stopping: no new requests; send the signal again to stop at once")
                 control.stop(exit_code=code)
 
-    async def main_task() -> int:
-        result: RunResult | None = None
+    async def main_task() -> int | None:
+        code: int | None = None
+        observer = progress.choose(settings.progress, sys.stderr, settings.log_format)
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_signals, tg)
-            result = await run_batch(settings, observer=progress.choose(settings.progress, sys.stderr),
-                                     on_start=started.append)
+            if watching:
+                from .watching import watch_batch
+
+                code = await watch_batch(settings, observer=observer, on_start=ending.on_watch(started),
+                                         on_pass=ending.finished)
+                ending.watch_stopped(code)
+            else:
+                result = await run_batch(settings, observer=observer, on_start=started.append)
+                await ending.finished(result)
+                code = result.exit_code
             tg.cancel_scope.cancel()
-        if result is None:
-            return early_signal[0] if early_signal else ExitCode.INTERRUPTED
-        for text in result.stats.events:  # --verbose: the items settled since the display last looked
-            print(f"batch-inpaint: {text}", file=sys.stderr)
-        print(summary(result.stats, result.exit_code, result.stop_reason, local=settings.engine == "local"),
-              file=sys.stderr, flush=True)
-        if result.report is not None:
-            print(f"batch-inpaint: report: {result.report.absolute()}", file=sys.stderr, flush=True)
-        if settings.summary == "json":
-            print(summary_json(result.stats, result.exit_code, result.stop_reason, result.report), flush=True)
-        return result.exit_code
+        return code
 
     importlib.import_module(f".engines.{settings.engine}", __package__)  # loaded before gc.freeze below
     # The modules loaded so far (NumPy, OpenCV, Pillow, ...) hold hundreds of thousands of objects
     # that live as long as the process: keep the cyclic collector from walking them again and again.
     gc.freeze()
     try:
-        return anyio.run(main_task)
+        code = anyio.run(main_task)
     except BaseExceptionGroup as group:
         first = first_error(group)
         if first is not None:
             raise first from None
         raise
+    if code is None:
+        return early_signal[0] if early_signal else ExitCode.INTERRUPTED
+    return code
 
 
 def _report(args: argparse.Namespace) -> int:

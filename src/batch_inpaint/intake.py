@@ -19,13 +19,14 @@ from .preflight import PreflightOptions, Prepared, prepare
 from .recording import Recorder
 from .roles import masks_inside_input
 from .settings import Settings
+from .settle import Settle
 from .stats import RunStats
 from .triage import GAVE_UP, Sorted, Triage, walked_chunks
 
 
 class Intake:
     def __init__(self, settings: Settings, triage: Triage, recorder: Recorder, writer: OutputWriter,
-                 stats: RunStats, cpu: anyio.CapacityLimiter, finish: Finish) -> None:
+                 stats: RunStats, cpu: anyio.CapacityLimiter, finish: Finish, settle: Settle | None = None) -> None:
         self.settings = settings
         self.triage = triage
         self.recorder = recorder
@@ -34,6 +35,7 @@ class Intake:
         self.options = PreflightOptions.from_settings(settings, triage.store.content_hash)
         self._cpu = cpu
         self._finish = finish
+        self.settle = settle
 
     async def run(self, ready: MemoryObjectSendStream[Prepared]) -> None:
         async with anyio.create_task_group() as tg, ready:
@@ -76,8 +78,12 @@ class Intake:
             stats.problem(pair.key, "invalid", reason)
         for folder in sorted_.unreadable:
             stats.problem(folder.rel, "invalid", folder.reason)
-        stats.due += len(sorted_.due) + len(sorted_.invalid) + len(sorted_.unreadable)
-        return sorted_.due
+        due = sorted_.due
+        if self.settle is not None:  # files still being written wait for a later pass
+            due = [pair for pair in due if self.settle.ready(pair)]
+            stats.unsettled += len(sorted_.due) - len(due)
+        stats.due += len(due) + len(sorted_.invalid) + len(sorted_.unreadable)
+        return due
 
     async def _preflight_loop(self, due: MemoryObjectReceiveStream[Pair], ready: MemoryObjectSendStream[Prepared]) -> None:
         async with due, ready:

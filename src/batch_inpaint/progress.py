@@ -1,4 +1,5 @@
-"""Progress for people: a live bar on a terminal, plain periodic lines in logs and cron mail."""
+"""Progress: a live bar on a terminal; in logs and cron mail, a line a minute and each failure as it
+happens; with ``--log-format json``, a progress event a minute (`events`)."""
 
 from __future__ import annotations
 
@@ -71,10 +72,18 @@ def new_notices(stats: RunStats) -> list[str]:
     return fresh
 
 
-class PlainProgress:
-    """A line every ``every`` seconds on ``stream`` (stderr): readable in a log file."""
+def new_problems(stats: RunStats) -> list[str]:
+    """Items failed or invalid since the last call (as many as the summary lists), one line each."""
+    fresh = stats.problems[stats.problems_shown:]
+    stats.problems_shown = len(stats.problems)
+    return [f"{status}: {key}: {reason}" for key, status, reason in fresh]
 
-    def __init__(self, stream: TextIO = sys.stderr, every: float = 10.0) -> None:
+
+class PlainProgress:
+    """Quiet enough for cron mail and log files: a line every ``every`` seconds on ``stream`` (stderr),
+    the notices and each failure as they happen, then the summary."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every: float = 60.0) -> None:
         self.stream = stream
         self.every = every
 
@@ -82,7 +91,9 @@ class PlainProgress:
         next_line = anyio.current_time() + self.every
         while True:
             await anyio.sleep(min(0.5, self.every))
-            for text in new_notices(stats):
+            # with --verbose the failures are among the items' own lines already
+            fresh = new_notices(stats) + ([] if stats.verbose else new_problems(stats))
+            for text in fresh:
                 print(f"batch-inpaint: {text}", file=self.stream, flush=True)
             if anyio.current_time() >= next_line:
                 next_line += self.every
@@ -112,7 +123,25 @@ class BarProgress:
                 await anyio.sleep(0.25)
 
 
-def choose(mode: str, stream: TextIO = sys.stderr) -> PlainProgress | BarProgress | None:
+class JsonProgress:
+    """A ``progress`` event every ``every`` seconds; items and notices are events of their own."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+
+    async def watch(self, stats: RunStats) -> None:
+        while True:
+            await anyio.sleep(self.every)
+            elapsed = max(1e-6, time.monotonic() - stats.started)
+            stats.emit("progress", settled=_settled(stats), due=stats.due, walk_finished=stats.walk_finished,
+                       requests=stats.requests, per_minute=round(stats.requests / elapsed * 60, 2),
+                       credits_used=stats.credits_used, remaining_credits=stats.remaining_credits)
+
+
+def choose(mode: str, stream: TextIO = sys.stderr, log_format: str = "text"
+           ) -> PlainProgress | BarProgress | JsonProgress | None:
+    if log_format == "json":  # stderr holds JSON lines only
+        return JsonProgress()
     if mode == "none":
         return None
     if mode == "bar" or (mode == "auto" and stream.isatty()):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import anyio
+
 from .engines.base import Engine, InpaintResult, request_hash
 from .errors import BatchInpaintError, RateLimited, maybe_charged
 from .pieces import Pieces
@@ -23,6 +25,8 @@ class Recorder:
         self.stats = stats
         self.settings_hash = settings_hash
         self.run_id = 0
+        #: Requests sent this run for each item not settled yet: the events say how many it took.
+        self._attempts: dict[str, int] = {}
         self._shaping, self._endpoint = dict(engine.shaping), engine.endpoint
 
     def request_hash(self, prepared: Prepared) -> str:
@@ -39,6 +43,8 @@ class Recorder:
             self.stats.resent_after_crash += 1
             self.stats.possibly_charged += 1
         self.stats.requests += 1
+        key = prepared.pair.key
+        self._attempts[key] = self._attempts.get(key, 0) + 1
 
     async def attempt_failed(self, key: str, exc: BaseException) -> None:
         charged = maybe_charged(exc)
@@ -46,6 +52,9 @@ class Recorder:
             self.stats.possibly_charged += 1  # the server may have charged for an answer we never saw
         if isinstance(exc, RateLimited):
             self.stats.rate_limited += 1
+            self.stats.emit("rate_limited", "warning", path=key, count=self.stats.rate_limited,
+                            pause_seconds=round(max(0.0, self.stats.paused_until - anyio.current_time()), 3),
+                            pace_per_minute=self.stats.pace)
         if isinstance(exc, BatchInpaintError):
             await self.store.note_attempt_failure(key, error_status=getattr(exc, "status", None), error=str(exc),
                                                   possibly_charged=charged)
@@ -58,6 +67,9 @@ class Recorder:
         await self.reviewer.offer(prepared, result.png, result.preview)
         self.stats.done += 1
         self.stats.event(f"done: {prepared.pair.key}")
+        self.stats.emit("item_done", path=prepared.pair.key, status="done", how="sent",
+                        attempts=self._attempts.pop(prepared.pair.key, 0), seconds=round(seconds, 3),
+                        credits=result.credits_consumed, output=output.path)
 
     async def reused(self, prepared: Prepared, output: OutputRecord, source: AnswerSource, answer: str | None,
                      png: Pieces) -> None:
@@ -67,6 +79,9 @@ class Recorder:
                                      seconds=None, fingerprint=self.fingerprint(prepared), answer=answer)
         await self.reviewer.offer(prepared, png)
         self.stats.event(f"done: {key} (from an answer already paid for)")
+        how = "reencoded" if source.key == key else "copied"
+        self.stats.emit("item_done", path=key, status="done", how=how, attempts=0, seconds=None, credits=0,
+                        output=output.path)
         if source.key == key:
             self.stats.reencoded += 1
         else:
@@ -83,20 +98,25 @@ class Recorder:
                                      remaining=None, seconds=None, fingerprint=fingerprint)
         self.stats.adopted += 1
         self.stats.event(f"done: {adoption.pair.key} (already in the output folder)")
+        self.stats.emit("item_done", path=adoption.pair.key, status="done", how="adopted", attempts=0, seconds=None,
+                        credits=0, output=adoption.output.path)
 
     async def empty_mask(self, prepared: Prepared, output: OutputRecord | None) -> None:
         self.stats.event(f"empty mask, nothing to remove: {prepared.pair.key}")
+        self.stats.emit("item_skipped", path=prepared.pair.key, status="empty_mask",
+                        reason="the mask is empty: nothing to remove, no request sent")
         await self.store.record_empty_mask(prepared.pair.key, self.fingerprint(prepared), output)
 
     async def settle(self, key: str, status: Problem, reason: str, error_status: int | None = None, *,
                      transient: bool = False) -> None:
         """The item failed or is invalid: it waits for a change or --retry-failed, unless the failure was
         ``transient`` (a later run tries it again by itself)."""
-        self.stats.problem(key, status, reason)
+        self.stats.problem(key, status, reason, attempts=self._attempts.pop(key, 0), http_status=error_status)
         self.stats.event(f"{status}: {key}: {reason}")
         await self.store.record_failure(key, status=status, error=reason, error_status=error_status,
                                         settings_hash=self.settings_hash, transient=transient)
 
     async def pending(self, key: str, *, error: str | None = None, error_status: int | None = None) -> None:
         """Never sent, or the run stopped: the next run takes it up."""
+        self._attempts.pop(key, None)
         await self.store.release(key, error=error, error_status=error_status)

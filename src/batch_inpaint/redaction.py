@@ -44,3 +44,15 @@ def scrub(text: str, url: str) -> str:
     for secret in sorted(set(passwords(url)), key=len, reverse=True):
         text = text.replace(secret, HIDDEN)
     return text
+
+
+def origin(url: str) -> str:
+    """Only where ``url`` goes (scheme, host, port): a webhook's path or query is its secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return HIDDEN
+    return f"{parts.scheme}://{host}{port}/{HIDDEN}" if parts.path.strip("/") or parts.query else \
+        f"{parts.scheme}://{host}{port}"

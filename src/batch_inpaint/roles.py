@@ -44,13 +44,11 @@ def check_roles(s: Settings) -> None:
                               "with --mask-suffix")
     if s.mask_file is not None and _within(s.mask_file.resolve(), out):
         raise ConfigError(f"{s.mask_file}: the mask must not be inside the output folder ({s.out_dir})")
-    if s.report_dir is not None:
-        report = s.report_dir.resolve()
+    for given, flag, why in ((s.report_dir, "--report-dir", "its thumbnails would be walked as pictures"),
+                             (s.metrics_file, "--metrics-file", "a watch would take its writes for new work")):
         for folder, what in ((s.input_dir, "input"), (s.masks_dir, "masks")):
-            if folder is not None and _within(report, folder.resolve()):
-                raise ConfigError(f"--report-dir {s.report_dir}: the report must not be inside the {what} folder "
-                                  f"({folder}): its thumbnails would be walked as pictures")
-
+            if given is not None and folder is not None and _within(given.resolve(), folder.resolve()):
+                raise ConfigError(f"{flag} {given}: it must not be inside the {what} folder ({folder}): {why}")
 
 def masks_inside_input(s: Settings) -> str | None:
     """The masks folder's path relative to the input folder when it lies inside it: the walk leaves it

@@ -17,6 +17,7 @@ from .locations import lock_path
 from .roles import check_roles
 from .runlock import RunLock
 from .settings import Settings, resolve_api_key
+from .settle import Settle
 from .stats import RunStats
 from .store import SqliteStore, Store
 
@@ -49,6 +50,8 @@ def check_inputs(settings: Settings) -> None:
         raise ConfigError(f"{settings.masks_dir}: mask folder not found or not a folder")
     if settings.mask_file is not None and not settings.mask_file.is_file():
         raise ConfigError(f"{settings.mask_file}: mask file not found")
+    if settings.metrics_file is not None and not settings.metrics_file.parent.is_dir():
+        raise ConfigError(f"{settings.metrics_file}: the metrics file's folder does not exist")
     if settings.ca_bundle is not None and not settings.ca_bundle.is_file():
         raise ConfigError(f"{settings.ca_bundle}: CA bundle not found")
     if settings.dilate:
@@ -130,17 +133,24 @@ async def _run_locked(settings: Settings, engine: Engine, store: Store | None, l
         raise
     control = RunControl(settings.grace_seconds)
     try:
-        batch = Batch(settings, engine=engine, store=store, limiter=limiter, control=control, observer=observer)
         if on_start is not None:
             on_start(control)
-        await batch.run()
-        report = await _report(settings, store, batch.stats)
-        return RunResult(batch.exit_code, batch.stats, store.location, control.stop_reason, report)
+        return await run_pass(settings, engine, store, limiter, control, observer)
     finally:
         if owned_limiter:
             await limiter.aclose()
         if owned_store:
             await store.aclose()
+
+
+async def run_pass(settings: Settings, engine: Engine, store: Store, limiter: Limiter, control: RunControl,
+                   observer: Observer | None, settle: Settle | None = None) -> RunResult:
+    """One batch over the whole input, then its report: a run, or one pass of `watching.watch_batch`."""
+    batch = Batch(settings, engine=engine, store=store, limiter=limiter, control=control, observer=observer,
+                  settle=settle)
+    await batch.run()
+    report = await _report(settings, store, batch.stats)
+    return RunResult(batch.exit_code, batch.stats, store.location, control.stop_reason, report)
 
 
 async def _report(settings: Settings, store: Store, stats: RunStats) -> Path | None:

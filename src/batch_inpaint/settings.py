@@ -20,6 +20,8 @@ OVERSIZE = ("downscale", "crop", "fail")
 LOCAL_METHODS = ("telea", "ns")
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
 SUMMARY_FORMATS = ("text", "json")
+LOG_FORMATS = ("text", "json")
+NOTIFY_ON = ("failures", "always")
 EXPORT_FORMATS = ("csv", "jsonl")
 
 
@@ -91,6 +93,19 @@ class Settings:
     #: end of a run that did something (`htmlreport`); ``report_dir`` puts it elsewhere than OUT/.batch-inpaint/.
     report: bool = True
     report_dir: Path | None = None
+    #: What goes to stderr: lines for people ("text") or one JSON object per event ("json", `events`).
+    log_format: str = "text"
+    #: Prometheus' text format, for node_exporter's textfile collector (`metrics`).
+    metrics_file: Path | None = None
+    #: Seconds between two writes of the metrics file while a run goes on.
+    metrics_every: float = 15.0
+    #: POST a short JSON summary here at the end of a run (`notify`); a webhook URL is a secret.
+    notify_url: str | None = field(default=None, repr=False)
+    notify_on: str = "failures"
+    #: `watch`: a file counts once its size and mtime have not changed for this long.
+    settle: float = 5.0
+    #: `watch`: poll the folders instead of waiting for the file system's events (NFS, SMB, FUSE).
+    poll: bool = False
 
     def __post_init__(self) -> None:
         validate(self)
@@ -111,10 +126,12 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings as a run records them: never the key, nor a password in a URL."""
-        from .redaction import redact_url
+        from .redaction import origin, redact_url
 
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
         values["limiter"] = redact_url(self.limiter) if "://" in self.limiter else self.limiter
+        if self.notify_url is not None:  # a webhook's path is its secret: only where it goes
+            values["notify_url"] = origin(self.notify_url)
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
     @property
@@ -151,7 +168,7 @@ _PATH_FIELDS = {f.name for f in fields(Settings) if "Path" in str(f.type)}
 #: Config keys that are an option's name where the setting's name differs (`--out` sets ``out_dir``);
 #: the settings' own names are accepted too.
 OPTION_KEYS = {"input": "input_dir", "out": "out_dir", "masks": "masks_dir", "mask": "mask_file",
-               "pairs": "pairs_file", "threshold": "mask_threshold"}
+               "pairs": "pairs_file", "threshold": "mask_threshold", "notify": "notify_url"}
 _FIELD_TYPES = {f.name: str(f.type) for f in fields(Settings)}
 _NOT_IN_FILES = {"api_key"}  # a key in a config file would end up in backups and repos
 
@@ -240,6 +257,9 @@ _ENV = {
     "BATCH_INPAINT_ENGINE": "engine",
     "BATCH_INPAINT_CA_BUNDLE": "ca_bundle",
     "BATCH_INPAINT_LIMITER": "limiter",
+    "BATCH_INPAINT_LOG_FORMAT": "log_format",
+    "BATCH_INPAINT_METRICS_FILE": "metrics_file",
+    "BATCH_INPAINT_NOTIFY_URL": "notify_url",
 }
 
 
@@ -286,6 +306,12 @@ def validate(s: Settings) -> None:
     check(s.local_method in LOCAL_METHODS, f"local method must be one of {', '.join(LOCAL_METHODS)}")
     check(s.progress in PROGRESS_MODES, f"progress must be one of {', '.join(PROGRESS_MODES)}")
     check(s.summary in SUMMARY_FORMATS, f"summary must be one of {', '.join(SUMMARY_FORMATS)}")
+    check(s.log_format in LOG_FORMATS, f"log format must be one of {', '.join(LOG_FORMATS)}, not {s.log_format!r}")
+    check(s.notify_on in NOTIFY_ON, f"notify-on must be one of {', '.join(NOTIFY_ON)}, not {s.notify_on!r}")
+    check(s.notify_url is None or s.notify_url.startswith(("https://", "http://")),
+          "notify url must start with https:// or http://")
+    check(0 <= s.settle < math.inf, "settle must be a number of seconds, 0 or more")
+    check(0 < s.metrics_every < math.inf, "metrics-every must be a positive number of seconds")
     check(0 < s.rate < math.inf, "rate must be a positive number of requests per minute")
     check(0 < s.rate_window < math.inf, "rate window must be a positive number of seconds")
     check(s.limiter in ("host", "process") or s.limiter.startswith(("postgresql://", "postgres://")),

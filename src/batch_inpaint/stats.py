@@ -6,6 +6,9 @@ import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
+
+from .events import Sink
 
 MAX_LISTED = 1000
 
@@ -56,13 +59,26 @@ class RunStats:
     paused_until: float = 0.0
     verbose: bool = False
     events: list[str] = field(default_factory=list)
+    #: Problems already shown as they happened (`progress.PlainProgress`).
+    problems_shown: int = 0
+    #: Pairs left for a later pass because a file was still being written (`watch --settle`).
+    unsettled: int = 0
+    #: Where events for machines go (`events.JsonLines`), if anywhere.
+    sink: Sink | None = field(default=None, repr=False)
+
+    def emit(self, event: str, level: str = "info", **fields: Any) -> None:
+        if self.sink is not None:
+            self.sink(event, level, fields)
 
     def event(self, text: str) -> None:
         """An item was settled: shown as a line of its own with --verbose."""
         if self.verbose:
             self.events.append(text)
 
-    def problem(self, key: str, status: str, reason: str) -> None:
+    def problem(self, key: str, status: str, reason: str, *, attempts: int = 0,
+                http_status: int | None = None) -> None:
+        self.emit(f"item_{status}", "error" if status == "failed" else "warning", path=key, status=status, attempts=attempts, error=reason,
+                  http_status=http_status)
         if status == "failed":
             self.failed += 1
         else:
@@ -72,6 +88,8 @@ class RunStats:
 
     def without_mask(self, keys: list[str], earlier: int = 0) -> None:
         self.no_mask += len(keys) + earlier
+        for key in keys:
+            self.emit("item_skipped", path=key, status="no_mask", reason="no mask for this image")
         room = max(0, MAX_LISTED - len(self.no_mask_keys))
         self.no_mask_keys.extend(keys[:room])
         self.no_mask_more += len(keys[room:]) + earlier
@@ -90,6 +108,7 @@ class RunStats:
     def notice(self, text: str) -> None:
         if text not in self.notices:
             self.notices.append(text)
+            self.emit("notice", "warning", message=text)
 
     def orphan(self, path: str) -> None:
         self.orphan_masks += 1
