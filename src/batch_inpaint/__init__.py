@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the same names, loaded on first use at run time (see __geta
     from .limiter import Limiter, ProcessLimiter, Unlimited
     from .preflight import Prepared, prepare
     from .runner import RunResult, run_batch
+    from .watching import Watch, watch_batch
     from .stats import RunStats
     from .store import MemoryStore, SqliteStore, Store
 
@@ -55,7 +56,7 @@ __all__ = [
     "ManifestError", "MemoryStore", "OutputError", "Pair", "Prepared", "ProcessLimiter", "RateLimited", "Rejected",
     "ReportWritten", "Retryable", "RunControl", "RunResult", "RunStats", "RunStopped", "ServerError", "Settings",
     "SqliteStore", "Store", "TransportError", "Unlimited", "__version__", "build_settings", "prepare", "run_batch",
-    "write_report",
+    "Watch", "watch_batch", "write_report",
 ]
 
 _LAZY = {
@@ -63,7 +64,7 @@ _LAZY = {
     "InpaintResult": "engines", "Limiter": "limiter", "ProcessLimiter": "limiter", "Unlimited": "limiter",
     "Prepared": "preflight", "prepare": "preflight", "RunResult": "runner", "run_batch": "runner",
     "RunStats": "stats", "MemoryStore": "store", "SqliteStore": "store", "Store": "store",
-    "ReportWritten": "htmlreport", "write_report": "htmlreport",
+    "ReportWritten": "htmlreport", "write_report": "htmlreport", "Watch": "watching", "watch_batch": "watching",
 }
 
 

@@ -110,6 +110,7 @@ class Batch:
             self._escaping = exc  # the process exits with this error's code: the manifest records that one
             raise
         finally:
+            self.control.unbind()
             with anyio.CancelScope(shield=True):
                 await self._record_end()
                 if self.metrics is not None:

@@ -114,7 +114,7 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
     g = p.add_argument_group("display")
     g.add_argument("--dry-run", action="store_const", const=True, help="plan only: walk and preflight, no request")
     g.add_argument("--progress", choices=PROGRESS_MODES, help="progress display (default auto: a bar on a terminal, "
-                   "a line every 10 s otherwise)")
+                   "otherwise a line a minute and each failure)")
     g.add_argument("--summary", choices=SUMMARY_FORMATS, help="json: also print the summary as one JSON object on "
                    "standard output, for scripts (default text)")
     g.add_argument("--no-report", dest="report", action="store_const", const=False,

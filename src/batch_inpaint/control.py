@@ -84,6 +84,11 @@ class RunControl:
             self._wind_down()
             tg.start_soon(self._grace)
 
+    def unbind(self) -> None:
+        """The batch's task group has ended: a stop from now on only marks the run as stopping."""
+        self._tg = None
+        self._intake = None
+
     def bind_intake(self, scope: anyio.CancelScope) -> None:
         self._intake = scope
         if self.stopping:

@@ -1,14 +1,11 @@
-"""The end of a run (or of a pass of `watch`), as the command line tells it: the summary for people
-or a ``run_ended`` event for machines, the report's path, and the notification (`notify`)."""
+"""The end of a run (or of a pass of `watch`), as the command line tells it: the summary and the
+report's path for people (a run's events for machines, ``run_ended`` among them, come from the run)."""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from typing import Callable
 
-from . import notify
 from .events import JsonLines
 from .reports import summary, summary_json
 from .runner import RunResult
@@ -46,40 +43,25 @@ class Ending:
         return on_start
 
     async def finished(self, result: RunResult) -> None:
+        """The text a person reads at the end of a run or a pass (events for machines come from the run)."""
         stats, s = result.stats, self.settings
         if self.watch is not None:
             for note in self.watch.notes[self._notes_shown:]:
                 self.say(note, "warning")
             self._notes_shown = len(self.watch.notes)
-        # a pass of watch that changed nothing (the files it woke for were still being written) stays quiet
         idle = self.watching and not stats.settled and result.stop_reason is None
-        local = s.engine == "local"
-        if self.sink is not None:
-            self.sink("run_ended", "info" if result.exit_code == 0 else "error", {
-                "exit_code": result.exit_code, "stop_reason": result.stop_reason,
-                "duration_seconds": round(time.monotonic() - stats.started, 3),
-                "report": None if result.report is None else str(result.report.absolute()),
-                "summary": json.loads(summary_json(stats, result.exit_code, result.stop_reason, result.report))})
-        elif not idle:
+        if idle:
+            return
+        if self.sink is None:
             for text in stats.events:  # --verbose: the items settled since the display last looked
                 print(f"batch-inpaint: {text}", file=sys.stderr)
             stats.events = []
-            print(summary(stats, result.exit_code, result.stop_reason, local=local), file=sys.stderr, flush=True)
+            print(summary(stats, result.exit_code, result.stop_reason, local=s.engine == "local"), file=sys.stderr,
+                  flush=True)
             if result.report is not None:
                 print(f"batch-inpaint: report: {result.report.absolute()}", file=sys.stderr, flush=True)
-        if s.summary == "json" and not idle:
+        if s.summary == "json":
             print(summary_json(stats, result.exit_code, result.stop_reason, result.report), flush=True)
-        if s.notify_url is not None and notify.wanted(s.notify_on, result.exit_code) and not idle:
-            assert s.out_dir is not None
-            error = await notify.send(s.notify_url, notify.body(
-                stats, result.exit_code, result.stop_reason, s.out_dir, report=result.report,
-                duration=time.monotonic() - stats.started))
-            where = s.public()["notify_url"]
-            if self.sink is not None:
-                self.sink("notify", "info" if error is None else "warning", {"sent": error is None, "to": where,
-                                                                              "error": error})
-            elif error is not None:
-                self.say(f"note: the notification could not be sent: {error}")
 
     def watch_stopped(self, code: int) -> None:
         passes = self.watch.passes if self.watch is not None else 0

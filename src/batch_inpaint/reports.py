@@ -28,7 +28,8 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None, *, local: 
               (stats.kept_gave_up, "failed on server or network errors in several runs in a row "
                                    "(retry them with --retry-failed)"),
               (stats.no_mask, "without a mask"), (stats.empty_mask, "with an empty mask"),
-              (stats.flagged, "flagged for a second look (see the report)")]
+              (stats.flagged, "flagged for a second look (see the report)"),
+              (stats.unsettled, "still being written (taken once unchanged for --settle seconds)")]
     counts.append((stats.left, "left pending (the next run continues)"))
     shown = ", ".join(f"{n} {what}" for n, what in counts if n) or ("nothing to do" if exit_code == 0 else "nothing done")
     lines = [f"batch-inpaint: {stats.seen} images seen: {shown}"]

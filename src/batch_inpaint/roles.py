@@ -45,7 +45,8 @@ def check_roles(s: Settings) -> None:
     if s.mask_file is not None and _within(s.mask_file.resolve(), out):
         raise ConfigError(f"{s.mask_file}: the mask must not be inside the output folder ({s.out_dir})")
     for given, flag, why in ((s.report_dir, "--report-dir", "its thumbnails would be walked as pictures"),
-                             (s.metrics_file, "--metrics-file", "a watch would take its writes for new work")):
+                             (s.metrics_file, "--metrics-file", "a watch would take its writes for new work"),
+                             (s.manifest, "--manifest", "a watch would take its writes for new work")):
         for folder, what in ((s.input_dir, "input"), (s.masks_dir, "masks")):
             if given is not None and folder is not None and _within(given.resolve(), folder.resolve()):
                 raise ConfigError(f"{flag} {given}: it must not be inside the {what} folder ({folder}): {why}")

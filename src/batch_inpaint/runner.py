@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +16,7 @@ from .engines.base import Engine, clipdrop_shaping, local_shaping
 from .errors import BatchInpaintError, ConfigError
 from .limiter import Limiter
 from .locations import lock_path
+from .reports import summary_json
 from .roles import check_roles
 from .runlock import RunLock
 from .settings import Settings, resolve_api_key
@@ -149,8 +152,36 @@ async def run_pass(settings: Settings, engine: Engine, store: Store, limiter: Li
     batch = Batch(settings, engine=engine, store=store, limiter=limiter, control=control, observer=observer,
                   settle=settle)
     await batch.run()
-    report = await _report(settings, store, batch.stats)
-    return RunResult(batch.exit_code, batch.stats, store.location, control.stop_reason, report)
+    stats = batch.stats
+    report = await _report(settings, store, stats)
+    result = RunResult(batch.exit_code, stats, store.location, control.stop_reason, report)
+    # a pass of watch that changed nothing (what woke it was still being written) tells no one
+    idle = settle is not None and not stats.settled and result.stop_reason is None
+    with anyio.CancelScope(shield=True):
+        if not idle:
+            await _notify(settings, result)
+    stats.emit("run_ended", "info" if result.exit_code == 0 else "error", exit_code=result.exit_code,
+               stop_reason=result.stop_reason, duration_seconds=round(time.monotonic() - stats.started, 3),
+               report=None if report is None else str(report.absolute()),
+               summary=json.loads(summary_json(stats, result.exit_code, result.stop_reason, report)))
+    return result
+
+
+async def _notify(settings: Settings, result: RunResult) -> None:
+    """``--notify``: tell the webhook how the run ended; one that fails is a notice, never the run's failure."""
+    from . import notify
+
+    if settings.notify_url is None or not notify.wanted(settings.notify_on, result.exit_code):
+        return
+    assert settings.out_dir is not None
+    stats = result.stats
+    error = await notify.send(settings.notify_url, notify.body(
+        stats, result.exit_code, result.stop_reason, settings.out_dir, report=result.report,
+        duration=time.monotonic() - stats.started))
+    stats.emit("notify", "info" if error is None else "warning", sent=error is None,
+               to=settings.public()["notify_url"], error=error)
+    if error is not None:
+        stats.notice(f"the notification could not be sent: {error}")
 
 
 async def _report(settings: Settings, store: Store, stats: RunStats) -> Path | None:

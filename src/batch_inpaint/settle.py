@@ -20,8 +20,13 @@ class Settle:
         self.seconds = seconds
         self._clock = clock
         self._wall = wall
-        #: Files not settled yet: how they looked, and since when (``clock``).
-        self._seen: dict[str, tuple[FileSig, float]] = {}
+        #: Files not settled yet: how they looked, since when (``clock``), and the pass that last saw them.
+        self._seen: dict[str, tuple[FileSig, float, int]] = {}
+        self._pass = 0
+
+    def new_pass(self) -> None:
+        """A walk begins: a file it does not look at again (deleted, or no longer due) is forgotten."""
+        self._pass += 1
 
     def ready(self, pair: Pair) -> bool:
         """Both files of ``pair`` are settled (each is looked at, so both start their wait now)."""
@@ -30,10 +35,11 @@ class Settle:
         return image and mask
 
     def next_check(self) -> float | None:
-        """Seconds until the earliest file waiting here could count as settled; None if none waits."""
+        """Seconds until the earliest file the last walk left waiting could count as settled; None if none."""
+        self._seen = {path: seen for path, seen in self._seen.items() if seen[2] == self._pass}
         if not self._seen:
             return None
-        earliest = min(since for _, since in self._seen.values())
+        earliest = min(since for _, since, _ in self._seen.values())
         return max(0.0, earliest + self.seconds - self._clock())
 
     def _file(self, path: str, sig: FileSig | None) -> bool:
@@ -51,9 +57,10 @@ class Settle:
             return True
         before = self._seen.get(path)
         if before is None or before[0] != sig:
-            self._seen[path] = (sig, now)
+            self._seen[path] = (sig, now, self._pass)
             return False
         if now - before[1] >= self.seconds:
             del self._seen[path]
             return True
+        self._seen[path] = (sig, before[1], self._pass)
         return False

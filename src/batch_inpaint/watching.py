@@ -141,6 +141,7 @@ async def _passes(settings: Settings, engine: Engine, store: SqliteStore, limite
         control = watch._control = RunControl(settings.grace_seconds)
         if watch.stopping:  # a signal before the pass began
             control.stop(watch.signal_exit)
+        settle.new_pass()
         result = await run_pass(settings, engine, store, limiter, control, observer, settle)
         watch._control = None
         watch.passes += 1

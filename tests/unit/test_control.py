@@ -36,3 +36,15 @@ def test_the_exit_code_says_why_the_run_ended() -> None:
     assert control.exit_code(0) == ExitCode.KEY_REJECTED and "rejected the key" in (control.stop_reason or "")
     control.stop(exit_code=ExitCode.INTERRUPTED)  # a signal after the failure: the signal's code wins
     assert control.exit_code(0) == ExitCode.INTERRUPTED and control.stop_reason and "interrupted" in control.stop_reason
+
+
+@pytest.mark.asyncio
+async def test_a_signal_after_the_batch_ended_only_marks_the_run_stopping() -> None:
+    """A SIGTERM while the report is written or the webhook told: the batch's task group is gone."""
+    control = RunControl(grace_seconds=10)
+    async with anyio.create_task_group() as tg:
+        control.bind(tg)
+    control.unbind()
+    control.stop(exit_code=ExitCode.TERMINATED)
+    control.stop()  # a second one too
+    assert control.stopping and control.exit_code(0) == ExitCode.TERMINATED
