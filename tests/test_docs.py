@@ -23,7 +23,7 @@ def help_text(*command: str) -> str:
     return sub.choices[command[0]].format_help()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("command", ["run", "plan", "status", "export", "report", "emulator"])
+@pytest.mark.parametrize("command", ["run", "plan", "watch", "status", "export", "report", "emulator"])
 def test_every_command_has_help(command: str) -> None:
     assert f"usage: batch-inpaint {command}" in help_text(command)
     assert command in help_text()
@@ -32,7 +32,7 @@ def test_every_command_has_help(command: str) -> None:
 def test_every_option_in_the_readme_exists() -> None:
     from benchmarks.run_all import build_parser as benchmark_parser
 
-    known = (help_text("run") + help_text("emulator") + help_text("export") + help_text("status") + help_text("report")
+    known = (help_text("run") + help_text("watch") + help_text("emulator") + help_text("export") + help_text("status") + help_text("report")
              + benchmark_parser().format_help())
     options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", README))
     missing = sorted(o for o in options if o not in known and o not in ("--version",))
