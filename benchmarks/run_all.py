@@ -13,7 +13,7 @@ import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from . import cost_per_picture, limit_below, local_engine, memory, noop_resume, rate_limit, report, shared_limit
+from . import cost_per_picture, limit_below, local_engine, memory, noop_resume, rate_limit, report, shared_limit, watch
 from .common import machine
 
 QUICK = {
@@ -25,6 +25,7 @@ QUICK = {
     "noop": ["--items", "20000", "--runs", "3"],
     "local": ["--pictures", "40", "--runs", "1"],
     "report": ["--items", "10000", "--runs", "1"],
+    "watch": ["--items", "20000", "--drops", "2"],
 }
 
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 STEPS = {"rate": rate_limit.main, "below": limit_below.main, "shared": shared_limit.main, "cost": cost_per_picture.main, "memory": memory.main, "noop": noop_resume.main,
-         "local": local_engine.main, "report": report.main}
+         "local": local_engine.main, "report": report.main, "watch": watch.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import anyio
 
@@ -147,14 +147,18 @@ async def _run_locked(settings: Settings, engine: Engine, store: Store | None, l
 
 
 async def run_pass(settings: Settings, engine: Engine, store: Store, limiter: Limiter, control: RunControl,
-                   observer: Observer | None, settle: Settle | None = None) -> RunResult:
-    """One batch over the whole input, then its report: a run, or one pass of `watching.watch_batch`."""
+                   observer: Observer | None, settle: Settle | None = None,
+                   report: Literal["changed", "always", "never"] = "changed") -> RunResult:
+    """One batch over the whole input, then its report (when it changed something, unless ``report``
+    says otherwise): a run, or one pass of `watching.watch_batch`."""
     batch = Batch(settings, engine=engine, store=store, limiter=limiter, control=control, observer=observer,
                   settle=settle)
     await batch.run()
     stats = batch.stats
-    report = await _report(settings, store, stats)
-    result = RunResult(batch.exit_code, stats, store.location, control.stop_reason, report)
+    written = None
+    if report == "always" or report == "changed" and stats.settled:
+        written = await leave_report(settings, store, stats)
+    result = RunResult(batch.exit_code, stats, store.location, control.stop_reason, written)
     # a pass of watch that changed nothing (what woke it was still being written) tells no one
     idle = settle is not None and not stats.settled and result.stop_reason is None
     with anyio.CancelScope(shield=True):
@@ -162,8 +166,8 @@ async def run_pass(settings: Settings, engine: Engine, store: Store, limiter: Li
             await _notify(settings, result)
     stats.emit("run_ended", "info" if result.exit_code == 0 else "error", exit_code=result.exit_code,
                stop_reason=result.stop_reason, duration_seconds=round(time.monotonic() - stats.started, 3),
-               report=None if report is None else str(report.absolute()),
-               summary=json.loads(summary_json(stats, result.exit_code, result.stop_reason, report)))
+               report=None if written is None else str(written.absolute()),
+               summary=json.loads(summary_json(stats, result.exit_code, result.stop_reason, written)))
     return result
 
 
@@ -184,13 +188,13 @@ async def _notify(settings: Settings, result: RunResult) -> None:
         stats.notice(f"the notification could not be sent: {error}")
 
 
-async def _report(settings: Settings, store: Store, stats: RunStats) -> Path | None:
-    """The report of a run that changed something; a report that cannot be written is a note, never
-    the run's failure."""
+async def leave_report(settings: Settings, store: Store, stats: RunStats) -> Path | None:
+    """The report, unless ``--no-report``; a report that cannot be written is a note in ``stats``,
+    never the run's failure."""
     from .htmlreport import write_report
     from .locations import report_dir
 
-    if not settings.report or not stats.settled:
+    if not settings.report:
         return None
     assert settings.out_dir is not None
     try:

@@ -9,8 +9,10 @@ settled (`settle`). The lock is held for the whole watch, so a `run` on the same
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Literal
 
 import anyio
 
@@ -21,7 +23,7 @@ from .errors import ConfigError
 from .limiter import Limiter
 from .locations import lock_path
 from .runlock import RunLock
-from .runner import RunResult, build_engine, build_limiter, check_inputs, run_pass
+from .runner import RunResult, build_engine, build_limiter, check_inputs, leave_report, run_pass
 from .settings import Settings
 from .settle import Settle
 from .store import SqliteStore
@@ -31,6 +33,9 @@ POLLED = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph",
                     "gpfs", "beegfs", "davfs", "virtiofs"})
 #: Polling's period, where events are not to be had.
 POLL_MS = 2000
+#: A watch writes the report at most this often (and when it stops): over 100,000 items the report
+#: takes 4 s to write, four times a pass that cleans one new picture (benchmarks/watch.py).
+REPORT_EVERY = 60.0
 
 
 class Watch:
@@ -137,21 +142,36 @@ async def watch_batch(
 async def _passes(settings: Settings, engine: Engine, store: SqliteStore, limiter: Limiter, observer: Observer | None,
                   watch: Watch, on_pass: Callable[[RunResult], Awaitable[None]] | None) -> int:
     settle = Settle(settings.settle)
+    last_report, report_due = -math.inf, False
     while True:
         control = watch._control = RunControl(settings.grace_seconds)
         if watch.stopping:  # a signal before the pass began
             control.stop(watch.signal_exit)
         settle.new_pass()
-        result = await run_pass(settings, engine, store, limiter, control, observer, settle)
+        started = time.monotonic()
+        report: Literal["changed", "always", "never"] = "never"
+        if started - last_report >= REPORT_EVERY:
+            report = "always" if report_due else "changed"
+        result = await run_pass(settings, engine, store, limiter, control, observer, settle, report)
         watch._control = None
         watch.passes += 1
+        if result.report is not None:
+            last_report, report_due = started, False
+        elif result.stats.settled and settings.report:
+            report_due = True
         if on_pass is not None:
             with anyio.CancelScope(shield=True):
                 await on_pass(result)
+        if not (watch.stopping or control.stop_error is not None):
+            timeout = settle.next_check()
+            if report_due:
+                until = max(0.0, last_report + REPORT_EVERY - time.monotonic())
+                timeout = until if timeout is None else min(timeout, until)
+            await watch.wait(timeout)
         if watch.stopping or control.stop_error is not None:
-            return result.exit_code
-        await watch.wait(settle.next_check())
-        if watch.stopping:
+            if report_due:  # what the last passes did is in the report the watch leaves
+                with anyio.CancelScope(shield=True):
+                    await leave_report(settings, store, result.stats)
             return result.exit_code if watch.signal_exit is None else watch.signal_exit
 
 

@@ -212,6 +212,10 @@ def test_watch_sends_a_slow_copy_once_whole_and_an_image_when_its_mask_arrives(e
     for name in ("coffee", "astronaut"):
         check_output(data / "photos" / f"{name}.jpg", data / "masks" / f"{name}.png", out / f"{name}.png")
     assert _export(out)["astronaut.jpg"]["status"] == "done"
+    # the report is written at most once a minute while watching, and whole when the watch stops
+    report = out / ".batch-inpaint" / "report"
+    assert "astronaut.jpg" in (report / "data" / "items-0.js").read_text()
+    assert (report / "thumbs").is_dir() and len(list((report / "thumbs").rglob("*.jpg"))) == 2
 
 
 def test_sigterm_during_a_request_ends_the_watch_with_the_item_recorded(emulator, photos: Path, tmp_path: Path) -> None:
@@ -241,3 +245,32 @@ def _status(out: Path, key: str) -> str | None:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
         row = db.execute("SELECT status FROM items WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def test_watch_by_polling_sees_a_pair_arrive(emulator, tmp_path: Path) -> None:
+    """--poll, as on NFS or a FUSE mount, where the file system raises no event."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    (data / "photos" / "sub").mkdir(parents=True)
+    (data / "masks" / "sub").mkdir(parents=True)
+    api = emulator(key=CANARY_KEY)
+    watch = _watch(data, out, api.url, "--settle", "0.5", "--poll")
+    try:
+        time.sleep(1)
+        shutil.copyfile(SAMPLES / "masks" / "coffee.png", data / "masks" / "sub" / "coffee.png")
+        shutil.copyfile(SAMPLES / "photos" / "coffee.jpg", data / "photos" / "sub" / "coffee.jpg")
+        assert wait_for(lambda: (out / "sub" / "coffee.png").exists(), timeout=30)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        stdout, stderr = watch.communicate(timeout=60)
+    assert watch.returncode == 130, stderr
+    events = _events(stderr)
+    assert events[0]["event"] == "watch_started" and events[0]["polling"] is True
+    assert api.charged() == 1
+
+
+def test_a_run_that_cannot_start_says_why_in_one_json_line(tmp_path: Path, photos: Path) -> None:
+    result = run_cli("run", str(photos / "photos"), "--masks", str(photos / "masks"), "-o", str(tmp_path / "out"),
+                     BATCH_INPAINT_LOG_FORMAT="json")
+    assert result.returncode == 2
+    [event] = _events(result.stderr)
+    assert event["event"] == "error" and event["exit_code"] == 2 and "no API key" in event["message"]
