@@ -68,4 +68,4 @@ class Ending:
         if self.sink is not None:
             self.sink("watch_stopped", "info", {"exit_code": code, "passes": passes})
         else:
-            self.say(f"watch stopped after {passes} passes; exit code {code}")
+            self.say(f"watch stopped after {passes} pass{'' if passes == 1 else 'es'}; exit code {code}")

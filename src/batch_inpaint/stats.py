@@ -77,8 +77,8 @@ class RunStats:
 
     def problem(self, key: str, status: str, reason: str, *, attempts: int = 0,
                 http_status: int | None = None) -> None:
-        self.emit(f"item_{status}", "error" if status == "failed" else "warning", path=key, status=status, attempts=attempts, error=reason,
-                  http_status=http_status)
+        self.emit(f"item_{status}", "error" if status == "failed" else "warning", path=key, status=status,
+                  attempts=attempts, error=reason, http_status=http_status)
         if status == "failed":
             self.failed += 1
         else:
