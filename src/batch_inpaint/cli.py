@@ -57,6 +57,14 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
                    help="one mask for every image (a fixed watermark)")
     g.add_argument("--pairs", dest="pairs_file", type=Path, metavar="FILE", help="CSV or JSONL list: image, mask[, output]")
     g.add_argument("--mask-suffix", metavar="SUFFIX", help="sibling mask suffix (default _mask: x.jpg + x_mask.png)")
+    g.add_argument("--masks-from", metavar="coco:FILE.json|yolo:LABELS_DIR",
+                   help="draw the masks from annotations: every object of --classes, each grown by --dilate "
+                        "(default 15%% of its size)")
+    g.add_argument("--classes", action="append", metavar="NAME[,NAME...]",
+                   help="with --masks-from: the classes to remove, names or ids (default all; repeatable)")
+    g.add_argument("--yolo-names", type=Path, metavar="FILE",
+                   help="YOLO class names: a names file or a data.yaml (default LABELS_DIR/classes.txt)")
+    g.add_argument("--save-masks", type=Path, metavar="DIR", help="write each mask drawn from annotations here")
     g.add_argument("--no-recursive", dest="recursive", action="store_const", const=False, help="only the top folder")
     g.add_argument("--follow-symlinks", action="store_const", const=True, help="follow symbolic links")
     g.add_argument("--include", action="append", metavar="GLOB", help="glob of images to take (repeatable)")
@@ -130,7 +138,8 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
     g.add_argument("--notify-on", choices=NOTIFY_ON, help="failures (default: a run that exits other than 0) or always")
 
 
-_SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "recursive",
+_SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file", "mask_suffix", "masks_from",
+                  "classes", "yolo_names", "save_masks", "recursive",
                   "follow_symlinks", "include", "exclude", "engine", "api_url", "api_key_file", "ca_bundle", "rate",
                   "rate_window", "limiter", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
                   "outage_seconds", "manifest", "retry_failed", "force", "adopt_existing",
@@ -143,7 +152,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     values = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
     if getattr(args, "quiet", False):
         values["progress"] = "none"
-    for name in ("include", "exclude"):
+    for name in ("include", "exclude", "classes"):
         patterns: list[str] | None = values[name]
         if patterns is not None:
             values[name] = tuple(patterns)

@@ -50,6 +50,9 @@ class Intake:
         if inside is not None:
             self.stats.notice(f"the masks folder {self.settings.masks_dir} is inside the input folder: "
                               f"its files are used as masks only, not as pictures to clean")
+        annotations = self.options.annotations
+        for orphan in annotations.orphans[:20] if annotations is not None else []:
+            self.stats.notice(f"an annotation of no listed image, left out: {orphan}")
         async with due:
             async for chunk in walked_chunks(self.settings, store=self.triage.store):
                 sorted_ = await self.triage.sort(chunk)
@@ -113,7 +116,8 @@ class Intake:
     async def _empty_mask(self, prepared: Prepared) -> None:
         key = prepared.pair.key
         self.stats.empty_mask += 1
-        self.stats.note(key, "the mask is empty: nothing to remove, no request sent")
+        empty = "no object of the chosen classes" if self.options.annotations is not None else "the mask is empty"
+        self.stats.note(key, f"{empty}: nothing to remove, no request sent")
         output = None
         if self.settings.copy_empty:
             try:

@@ -39,10 +39,19 @@ class OutputWriter:
         rel = pair.output_rel(self.fmt)
         path = output_path(self.out_dir, rel)
         for source in (pair.image, pair.mask):
-            if source is not None and os.path.exists(path) and os.path.samefile(source, path):
+            if source is not None and os.path.exists(path) and _same_file(source, path):
                 raise OutputError(f"output {rel} would overwrite an input")
         output_hash = await anyio.to_thread.run_sync(_write_and_hash, path, data)
         return OutputRecord(rel, output_hash, len(data))
+
+
+def _same_file(source: Path, path: Path) -> bool:
+    """Whether ``path`` is ``source``; an input gone since it was read (or a mask drawn from
+    annotations, which is no file) cannot be overwritten."""
+    try:
+        return os.path.samefile(source, path)
+    except OSError:
+        return False
 
 
 def _write_and_hash(path: Path, data: Pieces) -> str:

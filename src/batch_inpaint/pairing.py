@@ -105,6 +105,11 @@ def pairs_or_folders(s: Settings) -> Iterator[Pair | Folder | UnreadableFolder]:
 
     rules = PairingRules(s.masks_dir, s.mask_file, s.mask_suffix, s.recursive, s.follow_symlinks, s.include, s.exclude,
                          masks_inside_input(s))
+    if s.masks_from is not None:  # the images the annotations name (COCO), or those under INPUT (YOLO)
+        from .annotations import load
+
+        return load(s.masks_from, classes=s.classes, dilate=s.mask_dilate, names_file=s.yolo_names).pairs(
+            s.input_dir, rules)
     return walk_folders(s.input_dir, rules)
 
 

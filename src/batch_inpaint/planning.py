@@ -34,6 +34,8 @@ class Plan:
     orphans: int = 0
     #: The distinct requests the run would pay for: identical pairs share one.
     requests: set[str] = field(default_factory=set)
+    #: With --masks-from: objects and images of each class the run would send, and the pictures.
+    by_class: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def credits(self) -> int:
@@ -56,7 +58,7 @@ def _check(pair: Pair, options: PreflightOptions) -> tuple[str, str, str]:
 
 
 async def plan(settings: Settings) -> Plan:
-    """Reads the manifest, if there is one, and writes nothing."""
+    """Reads the manifest, if there is one, and writes nothing (but the masks --save-masks asks for)."""
     check_inputs(settings)
     assert settings.out_dir is not None
     path = settings.manifest_path
@@ -66,6 +68,7 @@ async def plan(settings: Settings) -> Plan:
     options = PreflightOptions.from_settings(settings, store.content_hash)
     answers = Answers(settings.out_dir, settings.output_format, keep=settings.keep_answers)
     result = Plan()
+    sent: list[str] = []
     cpu = anyio.CapacityLimiter(os.cpu_count() or 2)
 
     async def paid_already(payload: str) -> str | None:
@@ -92,11 +95,14 @@ async def plan(settings: Settings) -> Plan:
                         kind, why = "reuse", ""
                     else:
                         result.requests.add(request)
+                        sent.append(key)
                 result.outcome[kind] += 1
                 if why:
                     result.reasons.append((kind, key, why))
     finally:
         await store.aclose()
+    if options.annotations is not None:
+        result.by_class = options.annotations.census(sent)
     return result
 
 
@@ -128,7 +134,8 @@ def print_plan(settings: Settings) -> int:
     print(f"invalid: {outcome['invalid']}")
     print(f"failed or invalid in an earlier run (retried when their files change, or with --retry-failed): "
           f"{outcome['kept_failed']}")
-    print(f"without a mask: {outcome['no_mask']}; empty masks (nothing to remove): {outcome['empty_mask']}")
+    empty = "no object of the chosen classes" if settings.masks_from else "empty masks (nothing to remove)"
+    print(f"without a mask: {outcome['no_mask']}; {empty}: {outcome['empty_mask']}")
     print(f"masks without an image: {result.orphans}")
     print(f"already done (skipped): {outcome['already']}")
     print(f"made again from answers already paid for (no request): {outcome['reuse']}")
@@ -136,6 +143,13 @@ def print_plan(settings: Settings) -> int:
     if settings.engine == "clipdrop":
         print(f"credits needed: {result.credits} (identical pairs are sent once)")
         print(f"time at {settings.rate:g}/min: about {duration(result.credits / settings.rate * 60)}")
+    if settings.masks_from is not None:
+        print("by class, among the pictures to send (a picture with objects of two classes is one credit):")
+        for name, (objects, images) in result.by_class.items():
+            print(f"  {name}: {objects} objects in {images} pictures" + (
+                f", {images} credits" if settings.engine == "clipdrop" else ""))
+        if not result.by_class:
+            print("  none")
     for kind, key, why in result.reasons:
         print(f"  {kind}: {key}: {why}")
     return int(ExitCode.FAILED if outcome["invalid"] or outcome["kept_failed"] else ExitCode.OK)

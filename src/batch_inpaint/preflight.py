@@ -15,6 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -23,6 +24,9 @@ from .errors import InvalidInput
 from .hashing import XXH128, content_hash
 from .pairing import Pair
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .annotations import Annotations
 
 API_MAX_PIXELS = 16_000_000
 API_MAX_BYTES = 30_000_000
@@ -38,10 +42,18 @@ class PreflightOptions:
     oversize: str = "downscale"
     #: The manifest's algorithm for the hashes of the files and of what is sent (`hashing`).
     content_hash: str = XXH128
+    #: Masks drawn from annotations (each object grown by itself there) instead of read from files.
+    annotations: Annotations | None = field(default=None, compare=False)
 
     @classmethod
     def from_settings(cls, s: Settings, content_hash: str = XXH128) -> "PreflightOptions":
-        return cls(s.mask_threshold, s.dilate, s.resize_mask, s.oversize, content_hash)
+        if s.masks_from is None:
+            return cls(s.mask_threshold, s.dilate, s.resize_mask, s.oversize, content_hash)
+        from .annotations import load
+
+        annotations = load(s.masks_from, classes=s.classes, dilate=s.mask_dilate, names_file=s.yolo_names,
+                           save_dir=s.save_masks)
+        return cls(s.mask_threshold, None, False, s.oversize, content_hash, annotations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +102,18 @@ def read_file(path: Path, what: str) -> bytes:
 
 def prepare(pair: Pair, options: PreflightOptions) -> Prepared:
     """Check and fix one pair. Raises InvalidInput with a reason a person can act on."""
-    if pair.mask is None:
+    if pair.mask is None and options.annotations is None:
         raise InvalidInput("no mask for this image")
     image_data = read_file(pair.image, "image")
-    mask_data = read_file(pair.mask, "mask")
+    if options.annotations is None:
+        assert pair.mask is not None
+        mask_data = read_file(pair.mask, "mask")
     fixes: list[str] = []
     warnings: list[str] = []
     image = _open(image_data, "image")
     upright_size = _upright_size(image)
+    if options.annotations is not None:
+        mask_data = options.annotations.mask_png(pair, image.size, upright_size, imaging.orientation(image))
     mask, mask_as_is, coverage = _mask_pixels(mask_data, upright_size, options, fixes)
     digest = functools.partial(content_hash, algorithm=options.content_hash)
     image_hash, mask_hash = digest(image_data), digest(mask_data)
@@ -189,19 +205,22 @@ def _mask_pixels(
 
 def dilation_radius(spec: str | None, mask: Image.Image | None) -> int:
     """'12' or '12px' grows by 12 pixels; '15%' by 15% of the masked area's size (half each side)."""
+    fixed = radius_for_extent(spec, 0)  # checks the spec; a share of nothing is nothing
+    if not spec or "%" not in spec:
+        return fixed
+    box = mask.getbbox() if mask is not None else None
+    return 0 if box is None else radius_for_extent(spec, max(box[2] - box[0], box[3] - box[1]))
+
+
+def radius_for_extent(spec: str | None, extent: int) -> int:
+    """The dilation ``spec`` asks for around an object ``extent`` pixels across (its longer side)."""
     if not spec:
         return 0
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(px|%)?\s*", spec)
     if m is None:
         raise ValueError(f"dilate must be pixels ('12') or a percentage ('15%'), not {spec!r}")
     amount = float(m.group(1))
-    if m.group(2) != "%":
-        return int(round(amount))
-    box = mask.getbbox() if mask is not None else None
-    if box is None:
-        return 0
-    extent = max(box[2] - box[0], box[3] - box[1])
-    return int(round(extent * amount / 100.0 / 2.0))
+    return int(round(amount)) if m.group(2) != "%" else int(round(extent * amount / 100.0 / 2.0))
 
 
 def _image_for_api(

@@ -23,6 +23,11 @@ def check_roles(s: Settings) -> None:
     if s.mask_file is not None and s.masks_dir is not None:
         raise ConfigError(f"--mask {s.mask_file} and --masks {s.masks_dir} contradict each other: "
                           "give one mask for every image, or a folder of masks, not both")
+    if s.masks_from is not None:
+        for given, flag in ((s.masks_dir, "--masks"), (s.mask_file, "--mask"), (s.pairs_file, "--pairs")):
+            if given is not None:
+                raise ConfigError(f"--masks-from {s.masks_from} and {flag} {given} contradict each other: the masks "
+                                  "are drawn from the annotations")
     if s.pairs_file is not None:
         for given, flag in ((s.input_dir, "an input folder"), (s.masks_dir, "--masks"), (s.mask_file, "--mask")):
             if given is not None:
@@ -46,7 +51,8 @@ def check_roles(s: Settings) -> None:
         raise ConfigError(f"{s.mask_file}: the mask must not be inside the output folder ({s.out_dir})")
     for given, flag, why in ((s.report_dir, "--report-dir", "its thumbnails would be walked as pictures"),
                              (s.metrics_file, "--metrics-file", "a watch would take its writes for new work"),
-                             (s.manifest, "--manifest", "a watch would take its writes for new work")):
+                             (s.manifest, "--manifest", "a watch would take its writes for new work"),
+                             (s.save_masks, "--save-masks", "its masks would be walked as pictures")):
         for folder, what in ((s.input_dir, "input"), (s.masks_dir, "masks")):
             if given is not None and folder is not None and _within(given.resolve(), folder.resolve()):
                 raise ConfigError(f"{flag} {given}: it must not be inside the {what} folder ({folder}): {why}")

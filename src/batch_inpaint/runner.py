@@ -57,6 +57,10 @@ def check_inputs(settings: Settings) -> None:
         raise ConfigError(f"{settings.metrics_file}: the metrics file's folder does not exist")
     if settings.ca_bundle is not None and not settings.ca_bundle.is_file():
         raise ConfigError(f"{settings.ca_bundle}: CA bundle not found")
+    if settings.masks_from is not None:  # a missing file, not COCO, an unknown class: before the lock
+        from .annotations import load
+
+        load(settings.masks_from, classes=settings.classes, names_file=settings.yolo_names)
     if settings.dilate:
         from .preflight import dilation_radius
 

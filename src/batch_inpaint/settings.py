@@ -35,6 +35,13 @@ class Settings:
     mask_file: Path | None = None
     pairs_file: Path | None = None
     mask_suffix: str = "_mask"
+    #: Masks drawn from annotations instead of mask files: "coco:FILE.json" or "yolo:LABELS_DIR" (`annotations`).
+    masks_from: str | None = None
+    #: The classes whose objects are removed (names or ids; all when empty), and YOLO's class names.
+    classes: tuple[str, ...] = ()
+    yolo_names: Path | None = None
+    #: Write each mask drawn from annotations here, for inspection.
+    save_masks: Path | None = None
     recursive: bool = True
     follow_symlinks: bool = False
     include: tuple[str, ...] = ()
@@ -135,6 +142,16 @@ class Settings:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
     @property
+    def mask_dilate(self) -> str | None:
+        """--dilate, or with annotations 15% of each object's size, the provider's advice for masks made
+        automatically."""
+        if self.dilate is None and self.masks_from is not None:
+            from .annotations import DEFAULT_DILATE
+
+            return DEFAULT_DILATE
+        return self.dilate
+
+    @property
     def manifest_path(self) -> Path:
         from .locations import manifest_path
 
@@ -147,7 +164,7 @@ class Settings:
         makes done items due again."""
         shaping: dict[str, Any] = {
             "threshold": self.mask_threshold,
-            "dilate": self.dilate,
+            "dilate": self.mask_dilate,
             "resize_mask": self.resize_mask,
             "oversize": self.oversize,
             "format": [self.output_format, self.quality if self.output_format != "png" else None],
@@ -312,6 +329,8 @@ def validate(s: Settings) -> None:
           "notify url must start with https:// or http://")
     check(0 <= s.settle < math.inf, "settle must be a number of seconds, 0 or more")
     check(0 < s.metrics_every < math.inf, "metrics-every must be a positive number of seconds")
+    check(s.masks_from is None or s.masks_from.startswith(("coco:", "yolo:")),
+          "masks-from must be coco:FILE.json or yolo:LABELS_DIR")
     check(0 < s.rate < math.inf, "rate must be a positive number of requests per minute")
     check(0 < s.rate_window < math.inf, "rate window must be a positive number of seconds")
     check(s.limiter in ("host", "process") or s.limiter.startswith(("postgresql://", "postgres://")),

@@ -75,6 +75,11 @@ def watched_folders(settings: Settings) -> list[Path]:
     folders = [settings.input_dir] if settings.input_dir is not None else []
     if settings.masks_dir is not None:
         folders.append(settings.masks_dir)
+    if settings.masks_from is not None:  # YOLO's labels, or the folder of the COCO file
+        from .annotations import parse_source
+
+        kind, path = parse_source(settings.masks_from)
+        folders.append(path if kind == "yolo" else path.parent)
     resolved = sorted({folder.resolve() for folder in folders})
     return [f for f in resolved if not any(other in f.parents for other in resolved)]
 

@@ -46,3 +46,10 @@ def test_nothing_batch_inpaint_writes_may_lie_in_a_folder_it_watches(tmp_path: P
             check_roles(Settings(input_dir=tmp_path / "in", out_dir=tmp_path / "out", **{option: value}))
     check_roles(Settings(input_dir=tmp_path / "in", out_dir=tmp_path / "out", metrics_file=tmp_path / "m.prom",
                          manifest=tmp_path / "m.sqlite3"))
+
+
+def test_the_labels_are_followed_too(tmp_path: Path) -> None:
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+    yolo = Settings(input_dir=tmp_path / "images", out_dir=tmp_path / "out", masks_from=f"yolo:{tmp_path / 'labels'}")
+    assert watched_folders(yolo) == [(tmp_path / "images").resolve(), (tmp_path / "labels").resolve()]
