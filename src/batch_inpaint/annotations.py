@@ -27,6 +27,8 @@ from .pairing import IMAGE_EXTENSIONS, FileSig, Pair, PairingRules, _selected, s
 
 #: The provider's advice for masks made automatically: about 15% larger than the object.
 DEFAULT_DILATE = "15%"
+#: EXIF orientation -> the turn that makes stored pixels upright (as `PIL.ImageOps.exif_transpose`).
+TURNS = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # PIL.Image.Transpose values, without importing Pillow here
 #: How far past the picture's edge a coordinate may lie (rounding in annotation tools) before it is an error.
 SLACK = 1.0
 
@@ -104,6 +106,8 @@ class Annotations:
     def mask_png(self, pair: Pair, raw_size: tuple[int, int], upright_size: tuple[int, int],
                  orientation: int) -> bytes:
         """The image's mask at its upright size, as PNG bytes; InvalidInput naming the annotation."""
+        from PIL import Image
+
         from . import imaging
         from .output import write_atomic
 
@@ -117,19 +121,10 @@ class Annotations:
             else:
                 raise InvalidInput(f"{self._image_ref(pair.key)} is {entry.size[0]}x{entry.size[1]} in the "
                                    f"annotations but {upright_size[0]}x{upright_size[1]} on disk")
-        mask = self._draw(self.objects(entry), frame)
-        if turn:
-            from PIL import Image
-
-            turned = Image.fromarray(mask)
-            method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                      4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
-                      7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}.get(orientation)
-            png = imaging.encode_png(turned.transpose(method) if method is not None else turned)
-        else:
-            from PIL import Image
-
-            png = imaging.encode_png(Image.fromarray(mask))
+        mask = Image.fromarray(self._draw(self.objects(entry), frame))
+        if turn and orientation in TURNS:
+            mask = mask.transpose(Image.Transpose(TURNS[orientation]))
+        png = imaging.encode_png(mask)
         if self.save_dir is not None:
             write_atomic(self.save_dir / f"{pair.output_base}.png", png, durable=False)
         return png
