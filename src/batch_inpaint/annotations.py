@@ -100,7 +100,8 @@ class Annotations:
     def signature(self, entry: Entry) -> int:
         """A hash of what the image's mask is made of, as a positive 62-bit number (the manifest keeps it
         where a mask file's mtime would be)."""
-        text = json.dumps([entry.size, self.dilate, [(s.kind, s.data) for s in self.objects(entry)]], default=str)
+        shapes = [(s.kind, s.data) for s in self.objects(entry)]
+        text = json.dumps([entry.size, entry.problem, self.dilate, shapes], default=str)  # a mended problem too
         return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 2
 
     def mask_png(self, pair: Pair, raw_size: tuple[int, int], upright_size: tuple[int, int],
