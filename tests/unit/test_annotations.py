@@ -145,3 +145,18 @@ def test_dilate_overrides_the_growth_for_every_object(tmp_path: Path) -> None:
     check_mask(prepare(pair, options).mask_png, data.expected("b.jpg"), "b.jpg", radius=3)
     with pytest.raises(AssertionError, match="not grown by 5 px"):  # the check does see a wrong growth
         check_mask(prepare(pair, options).mask_png, data.expected("b.jpg"), "b.jpg", radius=5)
+
+
+def test_mending_an_images_problem_makes_it_due_again(tmp_path: Path) -> None:
+    data = coco_dataset(tmp_path)
+    spec = f"coco:{tmp_path / 'coco.json'}"
+    coco = json.loads((tmp_path / "coco.json").read_text())
+    coco["images"].append({"id": 9, "file_name": "a.jpg", "width": 320, "height": 240})  # listed twice
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    before = {p.key: p for p in load(spec).pairs(data.photos, RULES)}
+    assert before["a.jpg"].problem is not None and "listed twice" in before["a.jpg"].problem
+    coco["images"].pop()
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    after = {p.key: p for p in load(spec).pairs(data.photos, RULES)}
+    assert after["a.jpg"].problem is None and after["a.jpg"].mask_sig != before["a.jpg"].mask_sig
+    assert after["b.jpg"].mask_sig == before["b.jpg"].mask_sig
