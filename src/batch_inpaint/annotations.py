@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
@@ -74,10 +75,11 @@ class Annotations:
 
     def pairs(self, input_dir: Path, rules: PairingRules) -> Iterator[Pair]:
         """A signed Pair for every image: COCO's listed images, or the images under INPUT for YOLO."""
-        keys = sorted(self.entries) if self.entries is not None else _images(input_dir, rules)
-        for key in keys:
-            if self.entries is not None and not _selected(key, rules):
-                continue
+        if self.entries is not None:
+            named = _bases(sorted(k for k in self.entries if _selected(k, rules)))
+        else:
+            named = _images(input_dir, rules)
+        for key, base in named:
             image = input_dir / key
             problem = None
             try:
@@ -87,7 +89,7 @@ class Annotations:
             entry = self.entry(key)
             problem = problem or entry.problem
             mask_sig = FileSig(0, self.signature(entry))
-            yield Pair(key, str(image), self._mask_ref(key, entry), _base(key), image_sig, mask_sig, problem)
+            yield Pair(key, str(image), self._mask_ref(key, entry), base, image_sig, mask_sig, problem)
 
     def entry(self, key: str) -> Entry:
         if self.entries is not None:
@@ -256,10 +258,18 @@ class Annotations:
         return str(self.path / PurePosixPath(key).with_suffix(".txt"))
 
 
-def _base(key: str) -> str:
-    """The output's path without extension: the image's, as a walk names it."""
-    name = key.rsplit("/", 1)[-1]
-    return key[:len(key) - len(name)] + split_name(name)[0]
+def _bases(keys: list[str]) -> Iterator[tuple[str, str]]:
+    """Each key with its output's path less the extension, as a walk names it: the image's stem, or
+    its whole name where two images of one folder share a stem (a.jpg and a.png: a.jpg.png, a.png.png)."""
+    def split(key: str) -> tuple[str, str, str]:
+        folder, _, name = key.rpartition("/")
+        return folder, name, split_name(name)[0]
+
+    counts = Counter((folder, stem) for folder, _, stem in map(split, keys))
+    for key in keys:
+        folder, name, stem = split(key)
+        prefix = f"{folder}/" if folder else ""
+        yield key, prefix + (name if counts[folder, stem] > 1 else stem)
 
 
 def _choose(classes: tuple[str, ...], names: dict[int, str], path: Path) -> frozenset[str]:
@@ -278,18 +288,17 @@ def _choose(classes: tuple[str, ...], names: dict[int, str], path: Path) -> froz
     return frozenset(chosen)
 
 
-def _images(root: Path, rules: PairingRules) -> Iterator[str]:
-    """Image paths under ``root`` relative to it, in a stable order (YOLO's images)."""
+def _images(root: Path, rules: PairingRules) -> Iterator[tuple[str, str]]:
+    """Image paths under ``root`` relative to it, a folder at a time in a stable order (YOLO's images),
+    with their outputs' names (`_bases`)."""
     for folder, dirs, files in os.walk(root, followlinks=rules.follow_symlinks):
         dirs.sort()
         rel = os.path.relpath(folder, root)
         if not rules.recursive:
             dirs.clear()
-        for name in sorted(files):
-            if split_name(name)[1] in IMAGE_EXTENSIONS:
-                key = name if rel == "." else f"{PurePosixPath(Path(rel))}/{name}"
-                if _selected(key, rules):
-                    yield key
+        keys = [name if rel == "." else f"{PurePosixPath(Path(rel))}/{name}" for name in sorted(files)
+                if split_name(name)[1] in IMAGE_EXTENSIONS]
+        yield from _bases([key for key in keys if _selected(key, rules)])
 
 
 # --- COCO -------------------------------------------------------------------------------------------

@@ -160,3 +160,11 @@ def test_mending_an_images_problem_makes_it_due_again(tmp_path: Path) -> None:
     after = {p.key: p for p in load(spec).pairs(data.photos, RULES)}
     assert after["a.jpg"].problem is None and after["a.jpg"].mask_sig != before["a.jpg"].mask_sig
     assert after["b.jpg"].mask_sig == before["b.jpg"].mask_sig
+
+
+def test_two_images_of_one_stem_keep_outputs_of_their_own(tmp_path: Path) -> None:
+    data = yolo_dataset(tmp_path)
+    (data.photos / "a.png").write_bytes(b"not looked at here")
+    bases = {p.key: p.output_base for p in load(f"yolo:{tmp_path / 'labels'}").pairs(data.photos, RULES)}
+    assert bases["a.jpg"] == "a.jpg" and bases["a.png"] == "a.png" and bases["b.jpg"] == "b"
+    assert bases["sub/d.jpg"] == "sub/d"
