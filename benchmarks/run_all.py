@@ -1,7 +1,7 @@
 """Run every benchmark and write benchmarks/RESULTS.md with the figures and the machine they came from.
 
-    python -m benchmarks.run_all            # the full set (about 45 minutes on 2 cores)
-    python -m benchmarks.run_all --quick    # smaller and shorter, for a first look (about 7 minutes)
+    python -m benchmarks.run_all            # the full set (about 55 minutes on 2 cores)
+    python -m benchmarks.run_all --quick    # smaller and shorter, for a first look (about 10 minutes)
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from . import cost_per_picture, limit_below, local_engine, memory, noop_resume, rate_limit, report, shared_limit, watch
+from . import (annotations, cost_per_picture, limit_below, local_engine, memory, noop_resume, rate_limit, report,
+               shared_limit, watch)
 from .common import machine
 
 QUICK = {
@@ -26,6 +27,7 @@ QUICK = {
     "local": ["--pictures", "40", "--runs", "1"],
     "report": ["--items", "10000", "--runs", "1"],
     "watch": ["--items", "20000", "--drops", "2"],
+    "annotations": ["--runs", "2", "--images", "20000"],
 }
 
 
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 STEPS = {"rate": rate_limit.main, "below": limit_below.main, "shared": shared_limit.main, "cost": cost_per_picture.main, "memory": memory.main, "noop": noop_resume.main,
-         "local": local_engine.main, "report": report.main, "watch": watch.main}
+         "local": local_engine.main, "report": report.main, "watch": watch.main,
+         "annotations": annotations.main}
 
 
 def main(argv: list[str] | None = None) -> int:
