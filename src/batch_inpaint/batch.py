@@ -62,7 +62,8 @@ class Batch:
         self.limiter = limiter
         self.control = control or RunControl(settings.grace_seconds)
         self.observer = observer
-        self.stats = RunStats(verbose=settings.verbose and settings.log_format != "json", sink=JsonLines() if settings.log_format == "json" else None)
+        machine = settings.log_format == "json"  # events for a collector; no lines for people on stderr
+        self.stats = RunStats(verbose=settings.verbose and not machine, sink=JsonLines() if machine else None)
         self.metrics = None if settings.metrics_file is None else MetricsFile(
             settings.metrics_file, store, self.stats, settings.out_dir, settings.metrics_every)
         self.settings_hash = settings_hash(settings, engine.shaping)
