@@ -19,8 +19,8 @@ Sink = Callable[[str, str, dict[str, Any]], None]
 FIELDS: dict[str, tuple[str, ...]] = {
     "run_started": ("run_id", "version", "pid", "settings"),
     "item_done": ("path", "status", "how", "attempts", "seconds", "credits", "output"),
-    "item_failed": ("path", "status", "attempts", "error", "http_status"),
-    "item_invalid": ("path", "status", "attempts", "error", "http_status"),
+    "item_failed": ("path", "status", "attempts", "seconds", "credits", "error", "http_status"),
+    "item_invalid": ("path", "status", "attempts", "seconds", "credits", "error", "http_status"),
     "item_skipped": ("path", "status", "reason"),
     "rate_limited": ("path", "count", "pause_seconds", "pace_per_minute"),
     "notice": ("message",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import anyio
@@ -25,8 +26,9 @@ class Recorder:
         self.stats = stats
         self.settings_hash = settings_hash
         self.run_id = 0
-        #: Requests sent this run for each item not settled yet: the events say how many it took.
-        self._attempts: dict[str, int] = {}
+        #: Requests sent this run for each item not settled yet, and when the first went out: the
+        #: events say how many it took and how long.
+        self._attempts: dict[str, tuple[int, float]] = {}
         self._shaping, self._endpoint = dict(engine.shaping), engine.endpoint
 
     def request_hash(self, prepared: Prepared) -> str:
@@ -44,7 +46,8 @@ class Recorder:
             self.stats.possibly_charged += 1
         self.stats.requests += 1
         key = prepared.pair.key
-        self._attempts[key] = self._attempts.get(key, 0) + 1
+        count, since = self._attempts.get(key, (0, time.monotonic()))
+        self._attempts[key] = (count + 1, since)
 
     async def attempt_failed(self, key: str, exc: BaseException) -> None:
         charged = maybe_charged(exc)
@@ -68,7 +71,7 @@ class Recorder:
         self.stats.done += 1
         self.stats.event(f"done: {prepared.pair.key}")
         self.stats.emit("item_done", path=prepared.pair.key, status="done", how="sent",
-                        attempts=self._attempts.pop(prepared.pair.key, 0), seconds=round(seconds, 3),
+                        attempts=self._attempts.pop(prepared.pair.key, (0, 0.0))[0], seconds=round(seconds, 3),
                         credits=result.credits_consumed, output=output.path)
 
     async def reused(self, prepared: Prepared, output: OutputRecord, source: AnswerSource, answer: str | None,
@@ -111,7 +114,9 @@ class Recorder:
                      transient: bool = False) -> None:
         """The item failed or is invalid: it waits for a change or --retry-failed, unless the failure was
         ``transient`` (a later run tries it again by itself)."""
-        self.stats.problem(key, status, reason, attempts=self._attempts.pop(key, 0), http_status=error_status)
+        attempts, first = self._attempts.pop(key, (0, None))
+        seconds = None if first is None else round(time.monotonic() - first, 3)
+        self.stats.problem(key, status, reason, attempts=attempts, seconds=seconds, http_status=error_status)
         self.stats.event(f"{status}: {key}: {reason}")
         await self.store.record_failure(key, status=status, error=reason, error_status=error_status,
                                         settings_hash=self.settings_hash, transient=transient)

@@ -253,6 +253,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
             hint = " (put the key in CLIPDROP_API_KEY or api-key-file)" if key == "api_key" else ""
             raise ConfigError(f"{path}: unknown key '{raw_key}'{hint}")
         values[key] = _coerce(key, value, str(path), key=raw_key, base=path.parent)
+        if key == "masks_from" and isinstance(values[key], str):  # kind:PATH, the path as paths here are
+            kind, _, where = values[key].partition(":")
+            if where and not Path(where).expanduser().is_absolute():
+                values[key] = f"{kind}:{path.parent / Path(where).expanduser()}"
     _check_alone(values, str(path))
     return values
 

@@ -75,10 +75,12 @@ class RunStats:
         if self.verbose:
             self.events.append(text)
 
-    def problem(self, key: str, status: str, reason: str, *, attempts: int = 0,
+    def problem(self, key: str, status: str, reason: str, *, attempts: int = 0, seconds: float | None = None,
                 http_status: int | None = None) -> None:
+        """A failed or invalid item (``seconds`` since its first request, if one went out; no credit is
+        counted for an item without a result)."""
         self.emit(f"item_{status}", "error" if status == "failed" else "warning", path=key, status=status,
-                  attempts=attempts, error=reason, http_status=http_status)
+                  attempts=attempts, seconds=seconds, credits=0, error=reason, http_status=http_status)
         if status == "failed":
             self.failed += 1
         else:

@@ -79,6 +79,9 @@ def test_json_logs_of_a_run_with_faults_name_every_item_with_its_final_status(em
         assert final[key]["status"] == row["status"]
         if row["status"] == "done":
             assert final[key]["attempts"] == row["attempts"] and str(out / final[key]["output"]) == row["output_path"]
+        if row["status"] == "failed":  # it went out, and how long it was tried is said
+            assert final[key]["attempts"] == row["attempts"] >= 2 and final[key]["seconds"] >= 0  # 429s not counted
+            assert final[key]["credits"] == 0 and final[key]["http_status"] in (429, 500)
     assert rows["broken.jpg"]["status"] == "invalid" and rows["lonely.jpg"]["status"] == "no_mask"
     limited = [e for e in events if e["event"] == "rate_limited"]
     assert len(limited) == sum(1 for e in api.entries() if e.get("status") == 429) > 0

@@ -89,3 +89,16 @@ def test_settings_hashes_of_existing_manifests_still_match(changes: dict[str, ob
 
     settings = Settings(**changes)  # type: ignore[arg-type]
     assert settings_hash(settings, engine_shaping(settings)) == expected
+
+
+def test_masks_from_in_a_config_file_is_relative_to_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from batch_inpaint.settings import load_config_file
+
+    config = tmp_path / "jobs" / "dataset.toml"
+    config.parent.mkdir()
+    config.write_text('masks-from = "coco:annotations/instances.json"\nclasses = ["person", "logo"]\n')
+    values = load_config_file(config)
+    assert values["masks_from"] == f"coco:{tmp_path / 'jobs' / 'annotations' / 'instances.json'}"
+    assert values["classes"] == ("person", "logo")
+    config.write_text('masks-from = "yolo:/data/labels"\n')
+    assert load_config_file(config)["masks_from"] == "yolo:/data/labels"
