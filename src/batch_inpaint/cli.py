@@ -286,6 +286,16 @@ def _command(args: argparse.Namespace) -> int:
         return _failed(json_log, str(exc), exc.exit_code)
     except (ConfigError, ManifestError) as exc:
         return _failed(json_log, f"error: {exc}", exc.exit_code)
+    except Exception as exc:  # a bug: a collector reading JSON lines gets it as one, traceback and all
+        if not json_log:
+            raise
+        import traceback
+
+        from .events import JsonLines
+
+        JsonLines()("crash", "error", {"message": f"{type(exc).__name__}: {exc}", "exit_code": int(ExitCode.FAILED),
+                                       "traceback": traceback.format_exc()})
+        return ExitCode.FAILED
 
 
 def _failed(json_log: bool, message: str, code: int) -> int:

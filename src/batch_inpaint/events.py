@@ -30,6 +30,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "watch_started": ("input", "out", "settle_seconds", "polling"),
     "watch_stopped": ("exit_code", "passes"),
     "error": ("message", "exit_code"),
+    #: an unexpected error (a bug): the same, with the traceback a text log would have shown
+    "crash": ("message", "exit_code", "traceback"),
 }
 
 

@@ -58,3 +58,24 @@ def test_the_quiet_log_shows_each_failure_once() -> None:
     assert new_problems(stats) == []
     stats.problem("b.jpg", "invalid", "not a picture")
     assert new_problems(stats) == ["invalid: b.jpg: not a picture"]
+
+
+def test_a_crash_in_a_json_log_is_one_json_line_with_its_traceback(monkeypatch, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from batch_inpaint import cli
+
+    def broken(settings, *, watching=False):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "_run", broken)
+    code = cli.main(["run", str(tmp_path), "-o", str(tmp_path / "out"), "--engine", "local", "--log-format", "json"])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 1 and len(lines) == 1
+    event = json.loads(lines[0])
+    assert event["event"] == "crash" and event["message"] == "RuntimeError: a bug" and set(event) == {
+        "time", "level", "event", *FIELDS["crash"]}
+    assert 'raise RuntimeError("a bug")' in event["traceback"]
+    monkeypatch.setattr(cli, "_run", broken)
+    import pytest
+
+    with pytest.raises(RuntimeError):  # for people, the traceback as Python prints it
+        cli.main(["run", str(tmp_path), "-o", str(tmp_path / "out"), "--engine", "local"])
