@@ -319,7 +319,7 @@ def _run(settings: Any, *, watching: bool = False) -> int:
 
     started: list[Any] = []  # the RunControl of the run, or the Watch
     early_signal: list[int] = []
-    ending = Ending(settings, watching=watching)
+    ending = Ending(settings)
 
     async def watch_signals(tg: anyio.abc.TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -14,9 +14,8 @@ from .watching import Watch
 
 
 class Ending:
-    def __init__(self, settings: Settings, *, watching: bool = False) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.watching = watching
         self.sink = JsonLines() if settings.log_format == "json" else None
         self.watch: Watch | None = None
         self._notes_shown = 0
@@ -49,8 +48,7 @@ class Ending:
             for note in self.watch.notes[self._notes_shown:]:
                 self.say(note, "warning")
             self._notes_shown = len(self.watch.notes)
-        idle = self.watching and not stats.settled and result.stop_reason is None
-        if idle:
+        if result.idle:
             return
         if self.sink is None:
             for text in stats.events:  # --verbose: the items settled since the display last looked

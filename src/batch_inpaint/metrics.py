@@ -17,9 +17,6 @@ from .output import write_atomic
 from .stats import RunStats
 from .store import Store
 
-#: Seconds between two writes while a run goes on (node_exporter is scraped every 15 to 60 s).
-EVERY = 15.0
-
 #: This run's outcomes, as `RunStats.counts` names them.
 RUN_OUTCOMES = ("done", "copied", "reencoded", "adopted", "already_done", "failed", "invalid", "empty_mask",
                 "no_mask", "kept_failed", "kept_gave_up")
@@ -28,13 +25,16 @@ RUN_OUTCOMES = ("done", "copied", "reencoded", "adopted", "already_done", "faile
 class MetricsFile:
     """Started with the run (`watch`), written every ``every`` seconds and by `write` at its end."""
 
-    def __init__(self, path: Path, store: Store, stats: RunStats, out_dir: Path, every: float = EVERY) -> None:
+    def __init__(self, path: Path, store: Store, stats: RunStats, out_dir: Path, every: float) -> None:
         self.path = path
         self.store = store
         self.stats = stats
         self.out = str(out_dir.absolute())
         self.every = every
         self.started_at = time.time()
+        #: What the runs before this one left (credits remaining, last success, last exit code):
+        #: read once, not at every write of a long run or watch.
+        self._before: tuple[Decimal | None, float | None, int | None] | None = None
 
     async def watch(self) -> None:
         while True:
@@ -58,17 +58,18 @@ class MetricsFile:
 
         counts = await self.store.counts()
         spent = await self.store.credits_spent()
-        runs = await self.store.runs()
-        s, label, ended = self.stats, ["out"], exit_code is not None
+        if self._before is None:
+            ended = [r for r in await self.store.runs() if r.exit_code is not None and r.ended_at is not None]
+            self._before = (
+                next((r.remaining_credits for r in reversed(ended) if r.remaining_credits is not None), None),
+                max((r.ended_at for r in ended if r.exit_code == 0 and r.ended_at is not None), default=None),
+                ended[-1].exit_code if ended else None)
+        remaining_before, success_before, code_before = self._before
+        s, label, ended_now = self.stats, ["out"], exit_code is not None
         now = time.time()
-        remaining = s.remaining_credits
-        if remaining is None:
-            remaining = next((r.remaining_credits for r in reversed(runs) if r.remaining_credits is not None), None)
-        earlier = [r for r in runs if r.exit_code is not None and r.ended_at is not None]
-        successes = [r.ended_at for r in earlier if r.exit_code == 0 and r.ended_at is not None]
-        if exit_code == 0:
-            successes.append(now)
-        shown_code = exit_code if ended else (earlier[-1].exit_code if earlier else None)
+        remaining = s.remaining_credits if s.remaining_credits is not None else remaining_before
+        last_success = now if exit_code == 0 else success_before
+        shown_code = exit_code if ended_now else code_before
 
         def gauge(name: str, doc: str, value: float | Decimal | None) -> Iterator[Any]:
             if value is not None:
@@ -100,15 +101,15 @@ class MetricsFile:
             yield from counter("batch_inpaint_retries", "Requests of this run sent again after a failed one",
                                s.retries)
             yield from counter("batch_inpaint_rate_limited", "429 answers this run had", s.rate_limited)
-            yield from gauge("batch_inpaint_running", "1 while the run goes on, 0 once it ended", 0 if ended else 1)
+            yield from gauge("batch_inpaint_running", "1 while the run goes on, 0 once it ended", 0 if ended_now else 1)
             yield from gauge("batch_inpaint_run_start_timestamp_seconds", "When this run started",
                              self.started_at)
             yield from gauge("batch_inpaint_run_end_timestamp_seconds", "When this run ended",
-                             now if ended else None)
+                             now if ended_now else None)
             yield from gauge("batch_inpaint_run_duration_seconds", "How long this run took (so far, while it "
                              "goes on)", now - self.started_at)
             yield from gauge("batch_inpaint_last_success_timestamp_seconds", "When the last run that exited 0 "
-                             "ended", max(successes) if successes else None)
+                             "ended", last_success)
             yield from gauge("batch_inpaint_exit_code", "This run's exit code once it ended; before, the last "
                              "run's", shown_code)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, AsyncIterator, Callable, Literal
 
 import anyio
 
@@ -35,6 +36,8 @@ class RunResult:
     stop_reason: str | None = None
     #: The HTML report's index, when this run wrote one (`htmlreport`).
     report: Path | None = None
+    #: A pass of watch that changed nothing (what woke it was still being written): it tells no one.
+    idle: bool = False
 
 
 def check_inputs(settings: Settings) -> None:
@@ -114,40 +117,41 @@ async def run_batch(
     if settings.dry_run:  # never spend on settings that ask only for a plan
         raise ConfigError("these settings ask for a dry run: plan it (batch-inpaint plan, planning.print_plan) "
                           "instead of running it")
-    if engine is None:
-        engine = build_engine(settings)  # a missing key is a usage error, found before the lock or any request
-        owned_engine = True
-    else:
-        owned_engine = False
-    try:
-        with RunLock(lock_path(settings.out_dir)):
-            return await _run_locked(settings, engine, store, limiter, observer, on_start)
-    finally:
-        if owned_engine:
-            await engine.aclose()
-
-
-async def _run_locked(settings: Settings, engine: Engine, store: Store | None, limiter: Limiter | None,
-                      observer: Observer | None, on_start: Callable[[RunControl], None] | None) -> RunResult:
-    owned_store, owned_limiter = store is None, limiter is None
-    if limiter is None:  # first: a shared limiter that cannot be reached is a usage error, before the manifest
-        limiter = await build_limiter(settings, engine)
-    try:
-        store = store or SqliteStore(settings.manifest_path)
-    except BaseException:
-        if owned_limiter:
-            await limiter.aclose()
-        raise
-    control = RunControl(settings.grace_seconds)
-    try:
+    async with held(settings, engine, store, limiter) as (engine, store, limiter):
+        control = RunControl(settings.grace_seconds)
         if on_start is not None:
             on_start(control)
         return await run_pass(settings, engine, store, limiter, control, observer)
+
+
+@asynccontextmanager
+async def held(settings: Settings, engine: Engine | None = None, store: Store | None = None,
+               limiter: Limiter | None = None) -> AsyncIterator[tuple[Engine, Store, Limiter]]:
+    """The output folder's lock, and the engine, store and limiter a run (or a watch) works through:
+    what is not given is built from the settings, in the order that finds a usage error first, and
+    closed again."""
+    assert settings.out_dir is not None
+    owned_engine = engine is None
+    engine = engine or build_engine(settings)  # a missing key is a usage error, found before the lock
+    try:
+        with RunLock(lock_path(settings.out_dir)):
+            owned_limiter = limiter is None
+            # first: a shared limiter that cannot be reached is a usage error, before the manifest
+            limiter = limiter or await build_limiter(settings, engine)
+            try:
+                owned_store = store is None
+                store = store or SqliteStore(settings.manifest_path)
+                try:
+                    yield engine, store, limiter
+                finally:
+                    if owned_store:
+                        await store.aclose()
+            finally:
+                if owned_limiter:
+                    await limiter.aclose()
     finally:
-        if owned_limiter:
-            await limiter.aclose()
-        if owned_store:
-            await store.aclose()
+        if owned_engine:
+            await engine.aclose()
 
 
 async def run_pass(settings: Settings, engine: Engine, store: Store, limiter: Limiter, control: RunControl,
@@ -162,9 +166,8 @@ async def run_pass(settings: Settings, engine: Engine, store: Store, limiter: Li
     written = None
     if report == "always" or report == "changed" and stats.settled:
         written = await leave_report(settings, store, stats)
-    result = RunResult(batch.exit_code, stats, store.location, control.stop_reason, written)
-    # a pass of watch that changed nothing (what woke it was still being written) tells no one
-    idle = settle is not None and not stats.settled and result.stop_reason is None
+    idle = settle is not None and not stats.settled and control.stop_reason is None
+    result = RunResult(batch.exit_code, stats, store.location, control.stop_reason, written, idle)
     with anyio.CancelScope(shield=True):
         if not idle:
             await _notify(settings, result)

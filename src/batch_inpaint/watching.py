@@ -4,7 +4,8 @@ One pass is one run over the input (same manifest, lock, limiter and exit codes 
 pass sends only what is new or changed, and a mask that arrives after its image makes that image
 due. A pass starts at once, then whenever the file system reports a change (watchfiles: inotify,
 or polling where a file system has no events), and again when a file still being written may have
-settled (`settle`). The lock is held for the whole watch, so a `run` on the same output waits.
+settled (`settle`). The lock is held for the whole watch, so a `run` on the same output is refused
+(exit 5) while it lasts.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ from .control import RunControl
 from .engines.base import Engine
 from .errors import ConfigError
 from .limiter import Limiter
-from .locations import lock_path
-from .runlock import RunLock
-from .runner import RunResult, build_engine, build_limiter, check_inputs, leave_report, run_pass
+from .runner import RunResult, check_inputs, held, leave_report, run_pass
 from .settings import Settings
 from .settle import Settle
-from .store import SqliteStore
+from .store import Store
 
 #: File systems whose changes made on other machines raise no local event: watched by polling.
 POLLED = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre",
@@ -115,36 +114,20 @@ async def watch_batch(
         raise ConfigError("watch takes an input folder (a pairs file names its pictures once and for all)")
     check_inputs(settings)
     assert settings.out_dir is not None
-    owned_engine = engine is None
-    engine = engine or build_engine(settings)
     watch = Watch()
     folders = watched_folders(settings)
     watch.polling = settings.poll or any(needs_polling(folder) for folder in folders)
-    try:
-        with RunLock(lock_path(settings.out_dir)):
-            limiter = await build_limiter(settings, engine)
-            try:
-                store = SqliteStore(settings.manifest_path)
-            except BaseException:
-                await limiter.aclose()
-                raise
-            try:
-                if on_start is not None:
-                    on_start(watch)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_follow, folders, watch, settings.recursive)
-                    code = await _passes(settings, engine, store, limiter, observer, watch, on_pass)
-                    tg.cancel_scope.cancel()
-                return code
-            finally:
-                await limiter.aclose()
-                await store.aclose()
-    finally:
-        if owned_engine:
-            await engine.aclose()
+    async with held(settings, engine) as (engine, store, limiter):
+        if on_start is not None:
+            on_start(watch)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_follow, folders, watch, settings.recursive)
+            code = await _passes(settings, engine, store, limiter, observer, watch, on_pass)
+            tg.cancel_scope.cancel()
+        return code
 
 
-async def _passes(settings: Settings, engine: Engine, store: SqliteStore, limiter: Limiter, observer: Observer | None,
+async def _passes(settings: Settings, engine: Engine, store: Store, limiter: Limiter, observer: Observer | None,
                   watch: Watch, on_pass: Callable[[RunResult], Awaitable[None]] | None) -> int:
     settle = Settle(settings.settle)
     last_report, report_due = -math.inf, False

@@ -40,7 +40,7 @@ async def test_during_and_after_a_run_the_file_parses_and_counts_what_the_manife
     store = await _store()
     stats = RunStats(done=1, failed=1, requests=9, retries=7, rate_limited=3, credits_used=Decimal(1))
     path = tmp_path / "batch_inpaint.prom"
-    metrics = MetricsFile(path, store, stats, tmp_path / "out")
+    metrics = MetricsFile(path, store, stats, tmp_path / "out", 15.0)
     out = (("out", str((tmp_path / "out").absolute())),)
 
     await metrics.write()
@@ -74,7 +74,7 @@ async def test_during_and_after_a_run_the_file_parses_and_counts_what_the_manife
 @pytest.mark.asyncio
 async def test_a_file_that_cannot_be_written_is_a_notice_never_the_runs_failure(tmp_path: Path) -> None:
     stats = RunStats()
-    metrics = MetricsFile(tmp_path / "no-such-folder" / "x" / "m.prom", await _store(), stats, tmp_path)
+    metrics = MetricsFile(tmp_path / "no-such-folder" / "x" / "m.prom", await _store(), stats, tmp_path, 15.0)
     (tmp_path / "no-such-folder").write_text("a file where a folder should be")
     await metrics.write()
     assert len(stats.notices) == 1 and "could not be written" in stats.notices[0]
