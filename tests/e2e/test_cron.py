@@ -245,8 +245,11 @@ def _status(out: Path, key: str) -> str | None:
     path = out / ".batch-inpaint" / "manifest.sqlite3"
     if not path.exists():
         return None
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-        row = db.execute("SELECT status FROM items WHERE key = ?", (key,)).fetchone()
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            row = db.execute("SELECT status FROM items WHERE key = ?", (key,)).fetchone()
+    except sqlite3.OperationalError:  # the watch is still creating the manifest's tables
+        return None
     return None if row is None else str(row[0])
 
 
