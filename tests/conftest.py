@@ -139,9 +139,34 @@ def run_cli(*args: str, key: str | None = None, timeout: float = 300, **env: str
                           timeout=timeout, env=cli_env(key, **env))
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+def spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """A command in the background, its output piped; `_spawned` ends it and closes its pipes
+    after the test."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _STARTED.append(proc)
+    return proc
+
+
 def start_cli(*args: str, key: str | None = None, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "batch_inpaint", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(key, **env))
+    return spawn([sys.executable, "-m", "batch_inpaint", *args], cli_env(key, **env))
+
+
+@pytest.fixture(autouse=True)
+def _spawned() -> Iterator[None]:
+    """Pipes a test left open would be closed by the garbage collector in some later test, whose
+    run pytest then fails with a ResourceWarning that is not its own."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]

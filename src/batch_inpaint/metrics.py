@@ -15,7 +15,7 @@ import anyio
 
 from .output import write_atomic
 from .stats import RunStats
-from .store import Store
+from .store import STATUSES, Store
 
 #: This run's outcomes, as `RunStats.counts` names them.
 RUN_OUTCOMES = ("done", "copied", "reencoded", "adopted", "already_done", "failed", "invalid", "empty_mask",
@@ -85,8 +85,8 @@ class MetricsFile:
         def families() -> Iterator[Any]:
             items = GaugeMetricFamily("batch_inpaint_items", "Items in the manifest, by status",
                                       labels=["out", "status"])
-            for status in sorted(counts):
-                items.add_metric([self.out, status], counts[status])
+            for status in STATUSES:
+                items.add_metric([self.out, status], counts.get(status, 0))
             yield items
             outcomes = GaugeMetricFamily("batch_inpaint_run_items", "Items of this run, by outcome",
                                          labels=["out", "outcome"])

@@ -22,7 +22,7 @@ import pytest
 from batch_inpaint.emulator.requestlog import busiest_window
 from batch_inpaint.synthetic import write_tree
 
-from ..conftest import cli_env, run_cli, wait_for
+from ..conftest import cli_env, run_cli, spawn, wait_for
 from ..postgres import PG_PASSWORD
 
 WINDOW = 20.0
@@ -38,8 +38,7 @@ def start(data: Path, out: Path, url: str, rate: float, *extra: str, key: str = 
     cmd = [*prefix, sys.executable, "-m", "batch_inpaint", "run", str(data / "photos"), "--masks", str(data / "masks"),
            "--out", str(out), "--api-url", url, "--rate", f"{rate:g}", "--rate-window", f"{WINDOW:g}",
            "--progress", "lines", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=cli_env(key, **env))
+    return spawn(cmd, cli_env(key, **env))
 
 
 def finish(procs: list[subprocess.Popen[str]], timeout: float = 240) -> list[str]:

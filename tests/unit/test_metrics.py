@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from batch_inpaint.metrics import MetricsFile
 from batch_inpaint.stats import RunStats
-from batch_inpaint.store import MemoryStore, OutputRecord, RunEnd
+from batch_inpaint.store import STATUSES, MemoryStore, OutputRecord, RunEnd
 from batch_inpaint.store.base import Fingerprint, SeenItem
 
 
@@ -49,8 +49,9 @@ async def test_during_and_after_a_run_the_file_parses_and_counts_what_the_manife
     assert ("batch_inpaint_run_end_timestamp_seconds", out) not in during
     assert during[("batch_inpaint_exit_code", out)] == 0  # the last run's, until this one ends
     counts = await store.counts()
-    for status, n in counts.items():
-        assert during[("batch_inpaint_items", out + (("status", status),))] == n
+    for status in STATUSES:  # a status no item has yet is 0, not a series that appears later
+        assert during[("batch_inpaint_items", out + (("status", status),))] == counts.get(status, 0)
+    assert during[("batch_inpaint_items", out + (("status", "invalid"),))] == 0
     assert during[("batch_inpaint_credits_used_total", out)] == float(await store.credits_spent())
     assert during[("batch_inpaint_credits_remaining", out)] == 98  # the API's last word, from the last run
     assert during[("batch_inpaint_requests_total", out)] == 9
