@@ -41,6 +41,7 @@ from .settings import Settings, settings_hash
 from .settle import Settle
 from .stats import RunStats
 from .store import RunEnd, Store
+from .store.base import Leases
 from .triage import Triage
 
 #: Items sent between two full passes of the cyclic garbage collector (see `Batch._collect_garbage`).
@@ -99,6 +100,8 @@ class Batch:
                 if self.observer is not None:
                     outer.start_soon(self.observer.watch, self.stats)
                 outer.start_soon(self.reviewer.run)
+                if self.store.leases is not None:
+                    outer.start_soon(self._renew_leases, self.store.leases)
                 async with anyio.create_task_group() as tg:
                     ready_send, ready_recv = anyio.create_memory_object_stream[Prepared](2)
                     tg.start_soon(self._intake, ready_send)
@@ -127,6 +130,11 @@ class Batch:
         if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):
             return self.exit_code
         return int(ExitCode.FAILED)
+
+    async def _renew_leases(self, leases: Leases) -> None:
+        while True:
+            await anyio.sleep(leases.renew_every)
+            await leases.renew(self.recorder.run_id)
 
     async def _intake(self, ready: MemoryObjectSendStream[Prepared]) -> None:
         with anyio.CancelScope() as scope:
@@ -184,6 +192,10 @@ class Batch:
             started = time.time()
             try:
                 data, result = await self.sender.send(prepared, slot)
+                leases = self.store.leases
+                if leases is not None and not await leases.holds(key, self.recorder.run_id):
+                    self.recorder.lease_lost(key)  # its new holder writes the output: this one never does
+                    return
                 output = await self.writer.write(prepared.pair, data)
                 answer = await self.answers.settle(prepared, self.recorder.request_hash(prepared), result.png)
                 await self.recorder.done(prepared, output, result, time.time() - started, answer)

@@ -19,8 +19,9 @@ from .errors import ConfigError, LockHeld, ManifestError, OutputError, first_err
 from .exitcodes import EXIT_MEANINGS, ExitCode
 from .settings import (
     ENGINES, EXPORT_FORMATS, LOCAL_METHODS, LOG_FORMATS, MODES, NOTIFY_ON, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES,
-    SUMMARY_FORMATS, build_settings,
+    SUMMARY_FORMATS, Settings, build_settings,
 )
+from .store import Store
 
 
 RUN_USAGE = "%(prog)s INPUT -o OUT [--masks DIR | --mask FILE | --pairs FILE] [options]"
@@ -90,8 +91,13 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
     g.add_argument("--outage-seconds", type=float, metavar="SECONDS",
                    help="stop (exit 7, items left pending) when the API has not answered for this long (default 60)")
     g = p.add_argument_group("manifest and credits")
-    g.add_argument("--manifest", type=Path, metavar="FILE",
-                   help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3)")
+    g.add_argument("--manifest", metavar="FILE|URL",
+                   help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3), or postgresql://USER@HOST/DB: "
+                        "every run with the same one and --job shares the work (env BATCH_INPAINT_MANIFEST)")
+    g.add_argument("--job", metavar="NAME", help="the job in a Postgres manifest (default: the output folder's path; "
+                   "env BATCH_INPAINT_JOB)")
+    g.add_argument("--lease", type=float, metavar="SECONDS", help="a Postgres manifest: how long a worker that "
+                   "stopped answering keeps its items before others take them on (default 60)")
     g.add_argument("--retry-failed", action="store_const", const=True, help="send items that failed before again")
     g.add_argument("--adopt-existing", action="store_const", const=True,
                    help="take every output already in OUT as done, not only those newer than their image and mask")
@@ -142,7 +148,7 @@ _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file"
                   "classes", "yolo_names", "save_masks", "recursive",
                   "follow_symlinks", "include", "exclude", "engine", "api_url", "api_key_file", "ca_bundle", "rate",
                   "rate_window", "limiter", "concurrency", "mode", "local_method", "max_attempts", "retry_runs",
-                  "outage_seconds", "manifest", "retry_failed", "force", "adopt_existing",
+                  "outage_seconds", "manifest", "job", "lease", "retry_failed", "force", "adopt_existing",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
                   "output_format", "quality", "keep_answers", "dry_run", "progress", "summary", "verbose",
                   "report", "report_dir", "log_format", "metrics_file", "notify_url", "notify_on", "settle", "poll")
@@ -157,6 +163,13 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         if patterns is not None:
             values[name] = tuple(patterns)
     return values
+
+
+def _manifest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", metavar="FILE|URL", help="the manifest, if not in OUT/.batch-inpaint/: a file, or "
+                   "a Postgres job's postgresql://USER@HOST/DB (env BATCH_INPAINT_MANIFEST)")
+    p.add_argument("--job", metavar="NAME", help="the job in a Postgres manifest (default: OUT's path; env "
+                   "BATCH_INPAINT_JOB)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Counts, credits and failures of an output folder, from its manifest; while runs "
                                    "are active, which runs share the key's rate limit.")
     p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
-    p.add_argument("--manifest", type=Path, metavar="FILE", help="the manifest, if not in OUT/.batch-inpaint/")
+    _manifest_options(p)
     p.add_argument("--limiter", metavar="host|postgresql://USER@HOST/DB",
                    help="where runs share the key's rate limit, to show who does (env BATCH_INPAINT_LIMITER)")
     p = sub.add_parser("export", help="one row per item, for dataset pipelines",
@@ -202,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "credits, attempts, times.")
     p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="csv", help="csv (default) or jsonl, one object a line")
-    p.add_argument("--manifest", type=Path, metavar="FILE", help="the manifest, if not in OUT/.batch-inpaint/")
+    _manifest_options(p)
     p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write here instead of standard output")
     p = sub.add_parser("report", help="write the HTML report of an output folder",
                        description="Write (or bring up to date) the HTML report of an output folder: figures, "
@@ -210,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from the disk; its path is printed.")
     p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
     p.add_argument("--report-dir", type=Path, metavar="DIR", help="write it here (default OUT/.batch-inpaint/report)")
-    p.add_argument("--manifest", type=Path, metavar="FILE", help="the manifest, if not in OUT/.batch-inpaint/")
+    _manifest_options(p)
     from .emulator.cli import add_emulator_parser
 
     add_emulator_parser(sub)
@@ -371,48 +384,60 @@ def _run(settings: Any, *, watching: bool = False) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .locations import manifest_path
-    from .reports import export, sharing_report, status_report
-    from .store import SqliteStore
+    from .runner import open_store
+    from .settings import build_settings
 
-    path = manifest_path(args.out_dir, args.manifest)
-    if not path.is_file():
-        print(f"batch-inpaint: error: no manifest at {path} (has a run used this output folder?)", file=sys.stderr)
+    try:
+        settings = build_settings({"out_dir": args.out_dir, "manifest": args.manifest, "job": args.job})
+    except ConfigError as exc:
+        print(f"batch-inpaint: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    store = SqliteStore(path, create=False)
+    if settings.fleet_manifest is None and not settings.manifest_path.is_file():
+        print(f"batch-inpaint: error: no manifest at {settings.manifest_path} (has a run used this output folder?)",
+              file=sys.stderr)
+        return ExitCode.USAGE
 
     async def report() -> int:
         try:
-            if args.command == "report":
-                from .htmlreport import write_report
-                from .locations import report_dir
-
-                try:
-                    written = await write_report(store, args.out_dir, report_dir(args.out_dir, args.report_dir))
-                except OutputError as exc:
-                    print(f"batch-inpaint: error: the report cannot be written: {exc}", file=sys.stderr)
-                    return ExitCode.UNWRITABLE
-                note = f" ({written.missing_strips} results without a thumbnail yet)" if written.missing_strips else ""
-                print(f"batch-inpaint: report of {written.items} items{note}: {written.index}", file=sys.stderr)
-                print(written.index)
-                return 0
-            if args.command == "status":
-                print(await status_report(store))
-                from .limiter.build import runs_sharing
-
-                limiter = args.limiter or os.environ.get("BATCH_INPAINT_LIMITER") or "host"
-                print(sharing_report(await runs_sharing(args.out_dir, limiter), args.out_dir))
-                return 0
-            if args.output:
-                with args.output.open("w", encoding="utf-8", newline="") as fh:
-                    return await export(store, args.format, fh, args.out_dir)
-            return await export(store, args.format, sys.stdout, args.out_dir)
+            store = await open_store(settings, create=False)
+        except ManifestError as exc:
+            print(f"batch-inpaint: error: {exc}", file=sys.stderr)
+            return ExitCode.UNWRITABLE
+        try:
+            return await _report_from(store, args, settings)
         finally:
             await store.aclose()
 
-    count = anyio.run(report)
+    return anyio.run(report)
+
+
+async def _report_from(store: Store, args: argparse.Namespace, settings: Settings) -> int:
+    from .reports import export, sharing_report, status_report
+
     if args.command == "report":
-        return count
-    if args.command == "export":
-        print(f"batch-inpaint: exported {count} items", file=sys.stderr)
+        from .htmlreport import write_report
+        from .locations import report_dir
+
+        try:
+            written = await write_report(store, args.out_dir, report_dir(args.out_dir, args.report_dir))
+        except OutputError as exc:
+            print(f"batch-inpaint: error: the report cannot be written: {exc}", file=sys.stderr)
+            return ExitCode.UNWRITABLE
+        note = f" ({written.missing_strips} results without a thumbnail yet)" if written.missing_strips else ""
+        print(f"batch-inpaint: report of {written.items} items{note}: {written.index}", file=sys.stderr)
+        print(written.index)
+        return ExitCode.OK
+    if args.command == "status":
+        print(await status_report(store))
+        from .limiter.build import runs_sharing
+
+        limiter = args.limiter or os.environ.get("BATCH_INPAINT_LIMITER") or settings.limit_sharing
+        print(sharing_report(await runs_sharing(args.out_dir, limiter), args.out_dir))
+        return ExitCode.OK
+    if args.output:
+        with args.output.open("w", encoding="utf-8", newline="") as fh:
+            count = await export(store, args.format, fh, args.out_dir)
+    else:
+        count = await export(store, args.format, sys.stdout, args.out_dir)
+    print(f"batch-inpaint: exported {count} items", file=sys.stderr)
     return ExitCode.OK

@@ -53,6 +53,10 @@ class ManifestError(BatchInpaintError):
     exit_code = ExitCode.UNWRITABLE
 
 
+class NoManifest(ManifestError):
+    """A manifest only to be read is not there yet (no run has made it)."""
+
+
 class OutputError(BatchInpaintError):
     """The result could not be written where it belongs. ``errno`` tells a full disk from a bad name."""
 

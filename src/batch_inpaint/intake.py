@@ -21,6 +21,7 @@ from .roles import masks_inside_input
 from .settings import Settings
 from .settle import Settle
 from .stats import RunStats
+from .store.base import Leases
 from .triage import GAVE_UP, Sorted, Triage, walked_chunks
 
 
@@ -36,6 +37,7 @@ class Intake:
         self._cpu = cpu
         self._finish = finish
         self.settle = settle
+        self.leases = triage.store.leases
 
     async def run(self, ready: MemoryObjectSendStream[Prepared]) -> None:
         async with anyio.create_task_group() as tg, ready:
@@ -60,7 +62,40 @@ class Intake:
                     await self.recorder.adopted(adoption)
                 for pair in self._count(sorted_):
                     await due.send(pair)
-        self.stats.walk_finished = True
+            self.stats.walk_finished = True
+            if self.leases is not None:
+                await self._sweep(self.leases, due)
+
+    async def _take(self, pair: Pair) -> bool:
+        """A shared job: the item is this worker's only if no other has it. Taken just before it is
+        prepared, not as it is walked: a worker holds only the few items it is about to send, and a
+        worker that joins late finds work left."""
+        if self.leases is None or await self.leases.claim(pair.key, self.recorder.run_id):
+            return True
+        self.stats.due -= 1
+        self.stats.elsewhere += 1
+        return False
+
+    async def _sweep(self, leases: Leases, due: MemoryObjectSendStream[Pair]) -> None:
+        """A shared job, walked: stay while other workers hold items, and take on those whose worker died
+        (its leases ran out) or gave them back. Ends when no item is left to take or held by another."""
+        run_id = self.recorder.run_id
+        while True:
+            outlook = await leases.outlook(run_id)
+            sent = 0
+            if outlook.claimable:
+                async for chunk in walked_chunks(self.settings, store=self.triage.store):
+                    sorted_ = await self.triage.sort(chunk)
+                    for adoption in sorted_.adopted:  # a worker died between its output and its record
+                        await self.recorder.adopted(adoption)
+                    for pair in sorted_.due:  # counted as another's by the first walk; `_take` decides
+                        self.stats.due += 1
+                        self.stats.elsewhere = max(0, self.stats.elsewhere - 1)
+                        await due.send(pair)
+                        sent += 1
+            if not sent and not outlook.held_by_others:
+                return  # what is left to take is no file this walk finds (deleted since it was recorded)
+            await anyio.sleep(min(leases.renew_every, max(1.0, outlook.soonest_expiry or 0.0)))
 
     def _count(self, sorted_: Sorted) -> list[Pair]:
         stats = self.stats
@@ -91,6 +126,8 @@ class Intake:
     async def _preflight_loop(self, due: MemoryObjectReceiveStream[Pair], ready: MemoryObjectSendStream[Prepared]) -> None:
         async with due, ready:
             async for pair in due:
+                if not await self._take(pair):
+                    continue
                 prepared = await self._preflight(pair)
                 if prepared is not None:
                     await ready.send(prepared)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import secrets
 from pathlib import Path
 
 import anyio
@@ -63,23 +65,20 @@ def _write_and_hash(path: Path, data: Pieces) -> str:
 def write_atomic(path: Path, data: "bytes | Pieces", *, durable: bool = True) -> None:
     """Temp file beside the target, fsync, rename, fsync the folder: readers never see half a picture.
 
-    The temp name is fixed per target (one writer per output folder is guaranteed by the run lock), so
-    a part file left by a killed run is simply overwritten when the item is redone. ``durable`` False
-    skips the fsyncs, for files that are made again when a crash loses them (the report's).
+    ``durable`` False skips the fsyncs, for files that are made again when a crash loses them (the report's).
     """
     tmp_name: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_name = str(path.with_name(f".{path.name}.part"))
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd, tmp_name = _open_part(path)
         with os.fdopen(fd, "wb") as fh:
             for part in Pieces.of(data):
                 fh.write(part)  # a piece bigger than the buffer goes straight through, whole
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
+            os.replace(tmp_name, path)  # under the part file's lock (`_open_part`)
+            tmp_name = None
         if durable:
             _fsync_dir(path.parent)
     except OSError as exc:
@@ -90,6 +89,25 @@ def write_atomic(path: Path, data: "bytes | Pieces", *, durable: bool = True) ->
                 os.unlink(tmp_name)
             except OSError:
                 pass
+
+
+def _open_part(path: Path) -> tuple[int, str]:
+    """The temp file beside ``path``, locked. Its name is fixed per target, so a part file a killed run
+    left is overwritten when the item is redone; while another process writes that one (the workers of
+    a fleet share the folder, and their reports), a name of this writer's own. The fixed one is renamed
+    into place under its lock, so a writer that locks it next checks it is still there."""
+    fixed = str(path.with_name(f".{path.name}.part"))
+    fd = os.open(fixed, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino == os.stat(fixed).st_ino:
+            os.ftruncate(fd, 0)
+            return fd, fixed
+    except OSError:
+        pass
+    os.close(fd)
+    own = str(path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part"))
+    return os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), own
 
 
 def _fsync_dir(directory: Path) -> None:

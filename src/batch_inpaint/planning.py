@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from .errors import InvalidInput
+from .errors import InvalidInput, NoManifest
 from .exitcodes import ExitCode
 from .pairing import Pair
 from .preflight import PreflightOptions, prepare
 from .roles import masks_inside_input
 from .answers import Answers
 from .engines.base import request_hash
-from .runner import check_inputs, engine_endpoint, engine_shaping
+from .runner import check_inputs, engine_endpoint, engine_shaping, open_store
 from .settings import Settings, settings_hash
-from .store import MemoryStore, SqliteStore, Store
+from .store import MemoryStore, Store
 from .triage import GAVE_UP, Triage, walked_chunks
 
 
@@ -61,8 +61,7 @@ async def plan(settings: Settings) -> Plan:
     """Reads the manifest, if there is one, and writes nothing (but the masks --save-masks asks for)."""
     check_inputs(settings)
     assert settings.out_dir is not None
-    path = settings.manifest_path
-    store: Store = SqliteStore(path, create=False) if path.is_file() else MemoryStore()
+    store = await _manifest_or_none(settings)
     shaping, endpoint = engine_shaping(settings), engine_endpoint(settings)
     triage = Triage(store, settings, settings_hash(settings, shaping), record=False)
     options = PreflightOptions.from_settings(settings, store.content_hash)
@@ -104,6 +103,16 @@ async def plan(settings: Settings) -> Plan:
     if options.annotations is not None:
         result.by_class = options.annotations.census(sent)
     return result
+
+
+async def _manifest_or_none(settings: Settings) -> Store:
+    """The manifest, only read; an empty store where no run has made one yet."""
+    if settings.fleet_manifest is None and not settings.manifest_path.is_file():
+        return MemoryStore()
+    try:
+        return await open_store(settings, create=False)
+    except NoManifest:
+        return MemoryStore()
 
 
 async def _check_all(pairs: list[Pair], options: PreflightOptions,

@@ -14,7 +14,7 @@ from .preflight import Prepared
 from .review import Reviewer
 from .stats import RunStats
 from .triage import Adoption
-from .store import AnswerSource, Fingerprint, OutputRecord, Store
+from .store import AnswerSource, Fingerprint, LeaseLost, OutputRecord, Store
 from .store.base import Problem
 
 
@@ -64,9 +64,13 @@ class Recorder:
 
     async def done(self, prepared: Prepared, output: OutputRecord, result: InpaintResult, seconds: float,
                    answer: str | None) -> None:
-        await self.store.record_done(prepared.pair.key, self.run_id, output=output, credits=result.credits_consumed,
-                                     remaining=result.remaining_credits, seconds=round(seconds, 3), fingerprint=None,
-                                     answer=answer)
+        try:
+            await self.store.record_done(prepared.pair.key, self.run_id, output=output,
+                                         credits=result.credits_consumed, remaining=result.remaining_credits,
+                                         seconds=round(seconds, 3), fingerprint=None, answer=answer)
+        except LeaseLost:
+            self.lease_lost(prepared.pair.key)
+            return
         await self.reviewer.offer(prepared, result.png, result.preview)
         self.stats.done += 1
         self.stats.event(f"done: {prepared.pair.key}")
@@ -78,8 +82,12 @@ class Recorder:
                      png: Pieces) -> None:
         """The output was made from an answer already paid for (``png``): nothing paid."""
         key = prepared.pair.key
-        await self.store.record_done(key, self.run_id, output=output, credits=Decimal(0), remaining=None,
-                                     seconds=None, fingerprint=self.fingerprint(prepared), answer=answer)
+        try:
+            await self.store.record_done(key, self.run_id, output=output, credits=Decimal(0), remaining=None,
+                                         seconds=None, fingerprint=self.fingerprint(prepared), answer=answer)
+        except LeaseLost:
+            self.lease_lost(key)
+            return
         await self.reviewer.offer(prepared, png)
         self.stats.event(f"done: {key} (from an answer already paid for)")
         how = "reencoded" if source.key == key else "copied"
@@ -91,14 +99,24 @@ class Recorder:
             self.stats.copied += 1
             self.stats.note(key, f"identical to {source.key}: made from its answer, nothing paid")
 
+    def lease_lost(self, key: str) -> None:
+        """Another worker of the job took the item on while this one held it: that worker's record stands."""
+        self._attempts.pop(key, None)
+        self.stats.lease_lost += 1
+        self.stats.note(key, "another worker took it on while this one was held up past its lease: "
+                             "this result is not recorded")
+
     async def adopted(self, adoption: Adoption) -> None:
         """An output already there, with no result on record: done, nothing paid."""
         assert adoption.output is not None and adoption.image_hash is not None
         mask_hash = adoption.mask_hash or ""
         fingerprint = Fingerprint(adoption.image_hash, mask_hash, self.settings_hash,
                                   f"{adoption.image_hash}:{mask_hash}")
-        await self.store.record_done(adoption.pair.key, self.run_id, output=adoption.output, credits=Decimal(0),
-                                     remaining=None, seconds=None, fingerprint=fingerprint)
+        try:
+            await self.store.record_done(adoption.pair.key, self.run_id, output=adoption.output, credits=Decimal(0),
+                                         remaining=None, seconds=None, fingerprint=fingerprint)
+        except LeaseLost:  # another worker has just made it
+            return
         self.stats.adopted += 1
         self.stats.event(f"done: {adoption.pair.key} (already in the output folder)")
         self.stats.emit("item_done", path=adoption.pair.key, status="done", how="adopted", attempts=0, seconds=None,

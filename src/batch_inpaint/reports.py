@@ -29,7 +29,9 @@ def summary(stats: RunStats, exit_code: int, stop_reason: str | None, *, local: 
                                    "(retry them with --retry-failed)"),
               (stats.no_mask, "without a mask"), (stats.empty_mask, "with an empty mask"),
               (stats.flagged, "flagged for a second look (see the report)"),
-              (stats.unsettled, "still being written (taken once unchanged for --settle seconds)")]
+              (stats.unsettled, "still being written (taken once unchanged for --settle seconds)"),
+              (stats.elsewhere, "done or being done by other workers of the job"),
+              (stats.lease_lost, "taken on by another worker while this one was held up (not recorded twice)")]
     counts.append((stats.left, "left pending (the next run continues)"))
     shown = ", ".join(f"{n} {what}" for n, what in counts if n) or ("nothing to do" if exit_code == 0 else "nothing done")
     lines = [f"batch-inpaint: {stats.seen} images seen: {shown}"]
@@ -91,6 +93,13 @@ async def status_report(store: Store) -> str:
         twice = sum(r.possibly_charged_twice or 0 for r in runs)
         if twice:
             lines.append(f"items resent after a crash (possibly charged twice): {twice}")
+    if store.leases is not None:
+        workers = await store.leases.workers()
+        lines.append(f"workers alive: {len(workers)}")
+        for w in workers:
+            expiry = "" if w.soonest_expiry is None else f", the first runs out in {max(0.0, w.soonest_expiry):.0f} s"
+            lines.append(f"  run #{w.run_id} on {w.host} (pid {w.pid}), since {when(w.started_at)}: "
+                         f"{w.leases} items leased{expiry}")
     flagged_count, flagged = await store.flagged(LISTED)
     if flagged_count:
         lines.append(f"results flagged for a second look: {flagged_count} (the report shows them; export has "

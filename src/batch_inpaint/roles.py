@@ -51,7 +51,8 @@ def check_roles(s: Settings) -> None:
         raise ConfigError(f"{s.mask_file}: the mask must not be inside the output folder ({s.out_dir})")
     for given, flag, why in ((s.report_dir, "--report-dir", "its thumbnails would be walked as pictures"),
                              (s.metrics_file, "--metrics-file", "a watch would take its writes for new work"),
-                             (s.manifest, "--manifest", "a watch would take its writes for new work"),
+                             (s.manifest if isinstance(s.manifest, Path) else None, "--manifest",
+                              "a watch would take its writes for new work"),
                              (s.save_masks, "--save-masks", "its masks would be walked as pictures")):
         for folder, what in ((s.input_dir, "input"), (s.masks_dir, "masks")):
             if given is not None and folder is not None and _within(given.resolve(), folder.resolve()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Literal
@@ -127,20 +127,22 @@ async def run_batch(
 @asynccontextmanager
 async def held(settings: Settings, engine: Engine | None = None, store: Store | None = None,
                limiter: Limiter | None = None) -> AsyncIterator[tuple[Engine, Store, Limiter]]:
-    """The output folder's lock, and the engine, store and limiter a run (or a watch) works through:
+    """The output folder's lock (not for a worker of a shared job), and the engine, store and limiter a
+    run (or a watch) works through:
     what is not given is built from the settings, in the order that finds a usage error first, and
     closed again."""
     assert settings.out_dir is not None
     owned_engine = engine is None
     engine = engine or build_engine(settings)  # a missing key is a usage error, found before the lock
+    shared = settings.fleet_manifest is not None  # every worker of the job writes the output folder
     try:
-        with RunLock(lock_path(settings.out_dir)):
+        with nullcontext() if shared else RunLock(lock_path(settings.out_dir)):
             owned_limiter = limiter is None
             # first: a shared limiter that cannot be reached is a usage error, before the manifest
             limiter = limiter or await build_limiter(settings, engine)
             try:
                 owned_store = store is None
-                store = store or SqliteStore(settings.manifest_path)
+                store = store or await open_store(settings)
                 try:
                     yield engine, store, limiter
                 finally:
@@ -152,6 +154,16 @@ async def held(settings: Settings, engine: Engine | None = None, store: Store | 
     finally:
         if owned_engine:
             await engine.aclose()
+
+
+async def open_store(settings: Settings, *, create: bool = True) -> Store:
+    """The manifest the settings name: a Postgres job's (``--manifest postgresql://...``) or the SQLite file."""
+    url = settings.fleet_manifest
+    if url is None:
+        return SqliteStore(settings.manifest_path, create=create)
+    from .store.postgres import PostgresStore
+
+    return await PostgresStore.open(url, settings.job_name, lease_seconds=settings.lease, create=create)
 
 
 async def run_pass(settings: Settings, engine: Engine, store: Store, limiter: Limiter, control: RunControl,

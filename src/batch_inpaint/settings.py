@@ -55,8 +55,9 @@ class Settings:
     #: The API's counting window: a 429 pauses until our own sends have left it (`limiter.pace`).
     rate_window: float = 60.0
     #: Who shares the key's rate limit: every run on this host ("host"), this run alone ("process"), or
-    #: every run that names the same Postgres database (a postgresql:// URL).
-    limiter: str = "host"
+    #: every run that names the same Postgres database (a postgresql:// URL). Unset: "host", or with a
+    #: Postgres manifest, its database (`limit_sharing`).
+    limiter: str | None = None
     concurrency: int | None = None
     mode: str = "fast"
     local_method: str = "telea"
@@ -73,7 +74,14 @@ class Settings:
     outage_seconds: float = 60.0
     #: Runs in a row that retry an item which ran out of attempts on transient errors (5xx, timeouts).
     retry_runs: int = 3
-    manifest: Path | None = None
+    #: The SQLite manifest's file, or a fleet's Postgres (a postgresql:// URL, `store.postgres`).
+    manifest: Path | str | None = field(default=None, repr=False)
+    #: The job, in a Postgres manifest: every worker with the same manifest and job shares the work.
+    #: Unset: the output location.
+    job: str | None = None
+    #: Seconds a worker of a shared job holds an item without renewing its lease: after a crash, the
+    #: longest its items wait for another worker.
+    lease: float = 60.0
     retry_failed: bool = False
     force: bool = False
     #: Take every output already there as done, however old (by default only those newer than their inputs).
@@ -136,7 +144,10 @@ class Settings:
         from .redaction import origin, redact_url
 
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
-        values["limiter"] = redact_url(self.limiter) if "://" in self.limiter else self.limiter
+        for name in ("limiter", "manifest"):
+            value = values[name]
+            if isinstance(value, str) and "://" in value:
+                values[name] = redact_url(value)
         if self.notify_url is not None:  # a webhook's path is its secret: only where it goes
             values["notify_url"] = origin(self.notify_url)
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
@@ -153,11 +164,34 @@ class Settings:
 
     @property
     def manifest_path(self) -> Path:
+        """The SQLite manifest (`fleet_manifest` says when it is Postgres instead)."""
         from .locations import manifest_path
 
         if self.out_dir is None:
             raise ConfigError("no output folder (--out)")
+        if isinstance(self.manifest, str):
+            raise ConfigError("the manifest is a Postgres database, not a file")
         return manifest_path(self.out_dir, self.manifest)
+
+    @property
+    def fleet_manifest(self) -> str | None:
+        """The Postgres manifest's URL, if the manifest is one."""
+        return self.manifest if isinstance(self.manifest, str) else None
+
+    @property
+    def job_name(self) -> str:
+        from .store.postgres import default_job
+
+        if self.job:
+            return self.job
+        if self.out_dir is None:
+            raise ConfigError("no output folder (--out)")
+        return default_job(str(self.out_dir))
+
+    @property
+    def limit_sharing(self) -> str:
+        """``limiter``; unset, the manifest's Postgres or else "host"."""
+        return self.limiter or self.fleet_manifest or "host"
 
     def output_shaping(self) -> dict[str, Any]:
         """The settings an output depends on, besides the engine's own (`Engine.shaping`): a change
@@ -196,6 +230,8 @@ def _coerce(name: str, value: Any, source: str, *, key: str | None = None, base:
     are relative to ``base``, the file's folder."""
     kind = _FIELD_TYPES[name]
     where = f"{source}: key '{key or name}'"
+    if name == "manifest" and _is_url(value):
+        return value
     if name in _PATH_FIELDS:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a path string")
@@ -231,6 +267,10 @@ def _coerce(name: str, value: Any, source: str, *, key: str | None = None, base:
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a string")
     return value
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -281,6 +321,8 @@ _ENV = {
     "BATCH_INPAINT_LOG_FORMAT": "log_format",
     "BATCH_INPAINT_METRICS_FILE": "metrics_file",
     "BATCH_INPAINT_NOTIFY_URL": "notify_url",
+    "BATCH_INPAINT_MANIFEST": "manifest",
+    "BATCH_INPAINT_JOB": "job",
 }
 
 
@@ -309,7 +351,8 @@ def build_settings(
             continue
         if name not in _FIELD_TYPES:
             raise ConfigError(f"unknown setting '{name}'")
-        merged[name] = Path(value).expanduser() if name in _PATH_FIELDS and isinstance(value, str) else value
+        path = name in _PATH_FIELDS and isinstance(value, str) and not (name == "manifest" and _is_url(value))
+        merged[name] = Path(value).expanduser() if path else value
     return Settings(**merged)
 
 
@@ -337,8 +380,15 @@ def validate(s: Settings) -> None:
           "masks-from must be coco:FILE.json or yolo:LABELS_DIR")
     check(0 < s.rate < math.inf, "rate must be a positive number of requests per minute")
     check(0 < s.rate_window < math.inf, "rate window must be a positive number of seconds")
-    check(s.limiter in ("host", "process") or s.limiter.startswith(("postgresql://", "postgres://")),
+    check(s.limiter is None or s.limiter in ("host", "process") or s.limiter.startswith(("postgresql://", "postgres://")),
           "limiter must be host, process or a postgresql:// URL")
+    check(not isinstance(s.manifest, str) or s.manifest.startswith(("postgresql://", "postgres://")),
+          "a manifest URL must be postgresql://... (or a file's path)")
+    check(s.job is None or bool(s.job.strip()), "job cannot be empty")
+    check(0 < s.lease < math.inf, "lease must be a positive number of seconds")
+    check(not (s.force and isinstance(s.manifest, str)),
+          "--force cannot be used with a Postgres manifest: each worker's walk would redo what the others had "
+          "just done; start a new job instead (--job NAME)")
     check(s.concurrency is None or s.concurrency >= 1, "concurrency must be at least 1")
     check(1 <= s.quality <= 100, "quality must be between 1 and 100")
     check(s.inflight_mb >= 1, "inflight-mb must be at least 1")

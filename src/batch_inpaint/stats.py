@@ -63,6 +63,10 @@ class RunStats:
     problems_shown: int = 0
     #: Pairs left for a later pass because a file was still being written (`watch --settle`).
     unsettled: int = 0
+    #: A shared job (`store.postgres`): items another worker took, and results not recorded because
+    #: another worker took the item on while this one was paused past its lease.
+    elsewhere: int = 0
+    lease_lost: int = 0
     #: Where events for machines go (`events.JsonLines`), if anywhere.
     sink: Sink | None = field(default=None, repr=False)
 
@@ -140,5 +144,5 @@ class RunStats:
     def counts(self) -> dict[str, int]:
         names = ("seen", "already_done", "done", "copied", "reencoded", "adopted", "failed", "invalid", "kept_failed", "kept_gave_up", "no_mask",
                  "empty_mask", "orphan_masks", "requests", "retries", "rate_limited", "possibly_charged",
-                 "resent_after_crash", "flagged")
+                 "resent_after_crash", "flagged", "elsewhere", "lease_lost")
         return {name: int(getattr(self, name)) for name in names}

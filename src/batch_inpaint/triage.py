@@ -45,7 +45,8 @@ class Decision(enum.Enum):
 class OutputIndex:
     """Which outputs exist, one directory listing at a time: items arrive grouped by folder, so a
     re-run over a million done items lists each output folder once instead of a stat per item.
-    Outputs are only ever renamed into place whole, so existence is the check that matters."""
+    Outputs are only ever renamed into place whole, so existence is the check that matters. A name
+    the listing lacks is looked for again: another worker of a fleet may have written it since."""
 
     def __init__(self, out_dir: Path) -> None:
         self.root = str(out_dir)
@@ -60,7 +61,7 @@ class OutputIndex:
                 self._names = set(os.listdir(f"{self.root}/{folder}" if folder else self.root))
             except OSError:
                 self._names = set()
-        return name in self._names
+        return name in self._names or os.path.exists(f"{self.root}/{rel}")
 
 
 def _absolute(path: str | Path | None) -> str | None:
@@ -174,6 +175,9 @@ class Triage:
         self.record = record
         self._outputs = OutputIndex(settings.out_dir)
         self._cpu = cpu
+        #: Outputs with no record are taken as done, but not in a shared job: there every worker writes
+        #: its outputs a moment before it records them.
+        self._adopts = not settings.force and store.leases is None
 
     async def sort(self, chunk: Chunk) -> Sorted:
         result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)],
@@ -245,7 +249,7 @@ class Triage:
             row = rows.get(pair.key)
             decision = decide(pair, row, settings_hash=self.settings_hash, outputs=self._outputs,
                               retry_failed=s.retry_failed, force=s.force, retry_runs=s.retry_runs)
-            if decision is Decision.DUE and not s.force and adoptable(pair, row, self._outputs, s.output_format,
+            if decision is Decision.DUE and self._adopts and adoptable(pair, row, self._outputs, s.output_format,
                                                                       always=s.adopt_existing):
                 decision = Decision.ADOPT
             if decision is Decision.SKIP and row is not None:

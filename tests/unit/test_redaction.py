@@ -32,8 +32,8 @@ def test_the_limiter_setting_is_recorded_and_shown_without_its_password() -> Non
 
 
 def test_the_limiter_comes_from_the_environment_and_is_checked() -> None:
-    assert build_settings({}, env={}).limiter == "host"
-    assert build_settings({}, env={"BATCH_INPAINT_LIMITER": "process"}).limiter == "process"
+    assert build_settings({}, env={}).limit_sharing == "host"
+    assert build_settings({}, env={"BATCH_INPAINT_LIMITER": "process"}).limit_sharing == "process"
     with pytest.raises(ConfigError, match="limiter must be host, process or a postgresql:// URL") as info:
         build_settings({"limiter": "mysql://bob:hunter2@db/jobs"}, env={})
     assert "hunter2" not in str(info.value)

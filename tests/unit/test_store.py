@@ -22,9 +22,14 @@ FACTORIES: dict[str, Callable[[Path], Store]] = {
 FP = Fingerprint("ih", "mh", "sh", "ck", ("resized the mask",), (), "rq")
 
 
-@pytest_asyncio.fixture(params=sorted(FACTORIES))
+@pytest_asyncio.fixture(params=[*sorted(FACTORIES), pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    made = FACTORIES[request.param](tmp_path)
+    if request.param == "postgres":  # a job of its own in the session's database
+        from batch_inpaint.store.postgres import PostgresStore
+
+        made: Store = await PostgresStore.open(request.getfixturevalue("postgres").url, job=str(tmp_path))
+    else:
+        made = FACTORIES[request.param](tmp_path)
     yield made
     await made.aclose()
 
@@ -138,7 +143,8 @@ async def test_answers_paid_for_are_found_by_their_request(store: Store) -> None
     assert await store.find_answer("rq", None) == AnswerSource("a.jpg", "rq", ANSWER_IN_OUTPUT, "a.png", "oh")
     assert await store.find_answer("other request", None) is None
     assert await store.find_answer("rq", first + 1) is None  # --force: only this run's answers
-    await store.record_seen([seen("a.jpg")])  # due again (its output format changed): its answer still counts
+    await store.start_run({}, 2)  # a later run, with another output format
+    await store.record_seen([seen("a.jpg")])  # due again: its answer still counts
     assert (await store.find_answer("rq", None)) is not None
     await store.mark_in_flight("b.jpg", first, Fingerprint("i2", "m2", "sh", "ck2", request_hash="rq2"))
     await store.record_done("b.jpg", first, output=OutputRecord("b.jpg", "bh", 9), credits=Decimal(1),

@@ -21,17 +21,18 @@ async def open_limiter(settings: Settings, *, api_key: str, endpoint: str) -> Li
     if settings.engine == "local":
         return Unlimited()
     out = str(settings.out_dir.resolve()) if settings.out_dir is not None else ""
-    if settings.limiter == "process":
+    sharing = settings.limit_sharing
+    if sharing == "process":
         return ProcessLimiter(settings.rate, window=settings.rate_window, out=out)
     key = key_id(api_key, endpoint)
-    board: Board = (PostgresBoard(settings.limiter, key) if is_postgres_url(settings.limiter)
+    board: Board = (PostgresBoard(sharing, key) if is_postgres_url(sharing)
                     else FileBoard(limits_dir(), key))
     limiter = SharedLimiter(board, settings.rate, window=settings.rate_window, out=out)
     try:
         await limiter.start()
     except BoardError as exc:
         await board.aclose()
-        if settings.limiter != "host":
+        if sharing != "host":
             raise ConfigError(f"cannot share the key's rate limit through {exc}") from None
         alone = ProcessLimiter(settings.rate, window=settings.rate_window, out=out)
         alone._say("alone", f"the rate limit of this key cannot be shared with other runs on this host ({exc}): "

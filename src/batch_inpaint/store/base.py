@@ -164,9 +164,58 @@ class Flagged:
     flags: tuple[str, ...]
 
 
+class LeaseLost(Exception):
+    """The item was taken on by another worker while this one held it (paused past its lease, say):
+    this worker's result is not recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What is left of a shared job for one worker (`Leases.outlook`)."""
+
+    claimable: int  #: items it could take now
+    held_by_others: int  #: items under live leases of other workers
+    soonest_expiry: float | None  #: seconds until the first of those leases runs out
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """A live worker of a shared job, for `status`."""
+
+    run_id: int
+    host: str
+    pid: int
+    started_at: float
+    leases: int
+    soonest_expiry: float | None
+
+
+class Leases(Protocol):
+    """How the workers of one job share its items (a store many processes write: `store.postgres`)."""
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between two renewals of a worker's leases."""
+
+    async def claim(self, key: str, run_id: int) -> bool:
+        """Take a due item, unless another live worker holds it."""
+
+    async def holds(self, key: str, run_id: int) -> bool:
+        """Still this run's (its lease renewed)."""
+
+    async def renew(self, run_id: int) -> None: ...
+
+    async def outlook(self, run_id: int) -> Outlook: ...
+
+    async def workers(self) -> list[Worker]:
+        """The job's live workers, with the leases each holds (for `status`)."""
+
+
 class Store(Protocol):
     #: The algorithm of the inputs' hashes (`hashing`): a manifest keeps the one it was made with.
     content_hash: str
+    #: None for a store only one run writes at a time (its output folder's lock sees to that).
+    leases: Leases | None
 
     @property
     def location(self) -> str:

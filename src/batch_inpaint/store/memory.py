@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 from ..hashing import XXH128
 from ..pairing import FileSig
 from .base import (
-    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
+    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow, Leases, OutputRecord, Problem, RunEnd, RunRecord,
     SeenItem,
 )
 
@@ -26,6 +26,7 @@ _EMPTY: dict[str, Any] = {
 
 
 class MemoryStore:
+    leases: Leases | None = None  #: one run at a time (the output folder's lock)
     content_hash = XXH128
 
     def __init__(self) -> None:

@@ -23,7 +23,7 @@ from ..hashing import XXH128
 from ..pairing import FileSig
 from ..signatures import brief_rows
 from .base import (
-    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow, OutputRecord, Problem, RunEnd, RunRecord,
+    BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow, Leases, OutputRecord, Problem, RunEnd, RunRecord,
     SeenItem,
 )
 from .schema import SCHEMA_VERSION, migrations
@@ -47,6 +47,7 @@ def _in_thread(method: Callable[Concatenate["SqliteStore", P], T]) -> Callable[C
 
 
 class SqliteStore:
+    leases: Leases | None = None  #: one run at a time (the output folder's lock)
     def __init__(self, path: Path, *, create: bool = True) -> None:
         """``create=False`` opens an existing manifest only (for `status`, `export` and `plan`)."""
         self.path = path

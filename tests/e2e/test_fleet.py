@@ -1,0 +1,142 @@
+"""A fleet on one job: real worker processes share one Postgres manifest and the key's limit, against the
+emulator (whose log names the picture of each request, so an item paid twice shows). Each worker has a
+state folder of its own, as on a host of its own: what they share goes through Postgres only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from batch_inpaint.synthetic import write_tree
+
+from ..conftest import cli_env, run_cli, spawn, wait_for
+from ..postgres import PG_PASSWORD
+from .helpers import check_output, pairs_of
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+WINDOW = 20.0
+
+
+def worker(data: Path, out: Path, api: str, manifest: str, rate: float, state: Path, *extra: str) -> subprocess.Popen[str]:
+    """One worker; the manifest's URL (with its password) in the environment, as from a Secret."""
+    cmd = [sys.executable, "-m", "batch_inpaint", "run", str(data / "photos"), "--masks", str(data / "masks"),
+           "--out", str(out), "--api-url", api, "--rate", f"{rate:g}", "--rate-window", f"{WINDOW:g}",
+           "--progress", "lines", "--summary", "json", "--no-report", *extra]
+    state.mkdir(parents=True, exist_ok=True)
+    return spawn(cmd, cli_env("test-key", BATCH_INPAINT_MANIFEST=manifest, XDG_STATE_HOME=str(state)))
+
+
+def finish(procs: list[subprocess.Popen[str]], timeout: float = 300) -> list[tuple[int, dict, str]]:
+    """Each worker's exit code, JSON summary and stderr."""
+    ended = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        ended.append((proc.returncode, json.loads(out) if out.strip() else {}, err))
+    return ended
+
+
+def charged_pictures(emu) -> Counter[str]:  # type: ignore[no-untyped-def]
+    return Counter(e["image"] for e in emu.entries() if e["charged"])
+
+
+def status(out: Path, manifest: str) -> str:
+    result = run_cli("status", str(out), "--manifest", manifest)
+    assert result.returncode == 0, result.stderr
+    assert PG_PASSWORD not in result.stdout + result.stderr
+    return result.stdout
+
+
+def test_four_workers_do_each_item_once_within_the_keys_limit(emulator, tmp_path: Path, postgres, figures) -> None:  # type: ignore[no-untyped-def]
+    limit = 600.0
+    write_tree(tmp_path / "data", [f"p{i:03d}" for i in range(200)], size=(64, 48), seed=41)
+    emu = emulator("--rate", f"{limit:g}", "--window-seconds", f"{WINDOW:g}")
+    out = tmp_path / "out"
+    procs = [worker(tmp_path / "data", out, emu.url, postgres.url, limit, tmp_path / f"host{i}") for i in range(4)]
+    ended = finish(procs)
+    assert [code for code, _, _ in ended] == [0, 0, 0, 0], [err[-2000:] for _, _, err in ended]
+    for photo, mask, rel in pairs_of(tmp_path / "data"):
+        check_output(photo, mask, out / rel)
+    charged = charged_pictures(emu)
+    assert len(charged) == 200 and set(charged.values()) == {1}  # every picture paid for once
+    assert sum(1 for e in emu.entries() if e["status"] == 429) == 0
+    done = [summary["counts"]["done"] for _, summary, _ in ended]
+    assert sum(done) == 200 and min(done) >= 10, done  # every worker had its share
+    shown = status(out, postgres.url)
+    assert "items: done 200" in shown and f"credits used, all runs: {emu.charged()}" in shown
+    for _, summary, err in ended:
+        assert PG_PASSWORD not in err + json.dumps(summary)
+    sent = sorted(e["t"] for e in emu.entries() if e["charged"])
+    lo, hi = int(len(sent) * 0.1), int(len(sent) * 0.9)
+    figures("4 workers, one job, Postgres", "items done by each", " ".join(map(str, done)))
+    figures("4 workers, one job, Postgres", "rate / L, 429s", f"{(hi - lo) / (sent[hi] - sent[lo]) * 60 / limit:.3f}, 0")
+
+
+def test_kill_9_of_two_workers_and_one_more_started_finishes_the_job(emulator, tmp_path: Path, postgres, figures) -> None:  # type: ignore[no-untyped-def]
+    write_tree(tmp_path / "data", [f"p{i:03d}" for i in range(120)], size=(64, 48), seed=42)
+    emu = emulator("--rate", "3000", "--window-seconds", f"{WINDOW:g}", "--latency-mean", "0.4")
+    out = tmp_path / "out"
+
+    def start(i: int) -> subprocess.Popen[str]:
+        return worker(tmp_path / "data", out, emu.url, postgres.url, 3000, tmp_path / f"host{i}", "--lease", "3",
+                      "--concurrency", "4")
+
+    procs = [start(i) for i in range(4)]
+    assert wait_for(lambda: sum(1 for e in emu.entries() if e["charged"]) >= 30, timeout=120)
+    for proc in procs[:2]:
+        proc.kill()
+        proc.wait()
+    killed_at = time.time()
+    procs.append(start(4))
+    ended = finish(procs[2:])
+    assert [code for code, _, _ in ended] == [0, 0, 0], [err[-2000:] for _, _, err in ended]
+    for photo, mask, rel in pairs_of(tmp_path / "data"):
+        check_output(photo, mask, out / rel)
+    charged = charged_pictures(emu)
+    twice = sum(n - 1 for n in charged.values())
+    assert len(charged) == 120
+    assert twice <= 2 * 4, charged.most_common(5)  # at most what the two killed had in flight (4 each)
+    resent = sum(summary["counts"]["resent_after_crash"] for _, summary, _ in ended)
+    assert resent >= twice  # each one counted as possibly charged twice, none hidden
+    assert "items: done 120" in status(out, postgres.url)
+    figures("kill -9 of 2 of 4 workers", "charged / items (bound: 120 + 8 in flight at the kills)",
+            f"{sum(charged.values())} / 120")
+    figures("kill -9 of 2 of 4 workers", "done after the kill by those left (s)", f"{time.time() - killed_at:.1f}")
+
+
+def test_a_worker_paused_past_its_lease_records_nothing_over_the_new_holder(emulator, tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    write_tree(tmp_path / "data", [f"p{i:03d}" for i in range(24)], size=(64, 48), seed=43)
+    emu = emulator("--rate", "3000", "--latency-mean", "1.5")
+    out = tmp_path / "out"
+    first = worker(tmp_path / "data", out, emu.url, postgres.url, 3000, tmp_path / "host0", "--lease", "2",
+                   "--concurrency", "3")
+    assert wait_for(lambda: _sent(emu) >= 3, timeout=60)
+    os.kill(first.pid, signal.SIGSTOP)  # its requests are answered while it cannot read them
+    try:
+        time.sleep(3.0)  # past its lease
+        second = worker(tmp_path / "data", out, emu.url, postgres.url, 3000, tmp_path / "host1", "--lease", "2")
+        (code, summary, err), = finish([second])
+        assert code == 0, err[-2000:]
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    (first_code, first_summary, first_err), = finish([first])
+    assert first_code == 0, first_err[-2000:]
+    lost = first_summary["counts"]["lease_lost"]
+    assert lost >= 1, first_err[-2000:]  # its late results, not recorded
+    assert first_summary["counts"]["done"] + summary["counts"]["done"] == 24  # no item counted twice
+    assert "another worker took it on" in first_err
+    for photo, mask, rel in pairs_of(tmp_path / "data"):
+        check_output(photo, mask, out / rel)
+    shown = status(out, postgres.url)
+    assert "items: done 24" in shown and "workers alive: 0" in shown
+
+
+def _sent(emu) -> int:  # type: ignore[no-untyped-def]
+    return sum(1 for e in emu.entries() if e.get("key") is not None)
