@@ -148,3 +148,38 @@ def test_the_dockerfile_builds_what_readme_installs_and_runs_readmes_command(tmp
 
     names = zipfile.ZipFile(wheel).namelist()
     assert "batch_inpaint/cli.py" in names and "batch_inpaint/report_assets/report.js" in names
+
+
+def test_the_fleet_job_runs_one_job_in_parallel_pods_with_its_secrets_from_secrets() -> None:
+    job = yaml.safe_load((RECIPES / "fleet-job.yaml").read_text())
+    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+    spec = job["spec"]
+    assert spec["parallelism"] > 1 and spec["completions"] == spec["parallelism"]
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"  # podFailurePolicy needs it
+    [rule] = spec["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob" and set(rule["onExitCodes"]["values"]) == {2, 3, 4}
+    [container] = pod["containers"]
+    assert rule["onExitCodes"]["containerName"] == container["name"]
+    parses(container["args"])
+    assert "--job" in container["args"]  # one name on every pod, whatever their mount paths
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("CLIPDROP_API_KEY", "BATCH_INPAINT_MANIFEST"):
+        assert "secretKeyRef" in env[name]["valueFrom"] and "value" not in env[name]
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    assert all(any(a.startswith(m + "/") for m in mounts) for a in container["args"] if a.startswith("/"))
+
+
+@pytest.mark.parametrize("script", ["fleet-slurm.sh", "fleet-ssh.sh"])
+def test_the_fleet_scripts_are_valid_bash_and_run_commands_batch_inpaint_accepts(script: str) -> None:
+    path = RECIPES / script
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    assert os.access(path, os.X_OK)
+    text = path.read_text().replace("\\\n", " ")
+    commands = [shlex.split(line.split("batch-inpaint", 1)[1].rstrip().removesuffix("'"))
+                for line in text.splitlines() if re.match(r"\s*(exec |command=')?batch-inpaint ", line)]
+    assert len(commands) >= 1
+    for args in commands:
+        parses(args)
+        assert "--job" in args
+    assert "PASSWORD" not in text and ":" not in re.findall(r"postgresql://([^@]*)@", text)[0]  # ~/.pgpass has it

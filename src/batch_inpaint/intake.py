@@ -25,6 +25,11 @@ from .store.base import Leases
 from .triage import GAVE_UP, Sorted, Triage, walked_chunks
 
 
+#: Seconds between two looks at a shared job's outlook, once this worker's walk is done: a worker
+#: whose share is done ends within this of the job's end (one small query each).
+SWEEP_EVERY = 1.0
+
+
 class Intake:
     def __init__(self, settings: Settings, triage: Triage, recorder: Recorder, writer: OutputWriter,
                  stats: RunStats, cpu: anyio.CapacityLimiter, finish: Finish, settle: Settle | None = None) -> None:
@@ -38,6 +43,8 @@ class Intake:
         self._finish = finish
         self.settle = settle
         self.leases = triage.store.leases
+        #: Keys a sweep walked again (`_sweep`), until they are taken or not.
+        self._swept: set[str] = set()
 
     async def run(self, ready: MemoryObjectSendStream[Prepared]) -> None:
         async with anyio.create_task_group() as tg, ready:
@@ -70,32 +77,37 @@ class Intake:
         """A shared job: the item is this worker's only if no other has it. Taken just before it is
         prepared, not as it is walked: a worker holds only the few items it is about to send, and a
         worker that joins late finds work left."""
-        if self.leases is None or await self.leases.claim(pair.key, self.recorder.run_id):
+        if self.leases is None:
             return True
-        self.stats.due -= 1
-        self.stats.elsewhere += 1
-        return False
+        swept = pair.key in self._swept
+        self._swept.discard(pair.key)
+        taken = await self.leases.claim(pair.key, self.recorder.run_id)
+        if taken and swept:  # the first walk counted it as another worker's
+            self.stats.due += 1
+            self.stats.elsewhere = max(0, self.stats.elsewhere - 1)
+        elif not taken and not swept:
+            self.stats.due -= 1
+            self.stats.elsewhere += 1
+        return taken
 
     async def _sweep(self, leases: Leases, due: MemoryObjectSendStream[Pair]) -> None:
         """A shared job, walked: stay while other workers hold items, and take on those whose worker died
         (its leases ran out) or gave them back. Ends when no item is left to take or held by another."""
         run_id = self.recorder.run_id
         while True:
+            while due.statistics().current_buffer_used:  # what this worker walked is taken or not, first
+                await anyio.sleep(0.2)
             outlook = await leases.outlook(run_id)
             sent = 0
             if outlook.claimable:
                 async for chunk in walked_chunks(self.settings, store=self.triage.store):
-                    sorted_ = await self.triage.sort(chunk)
-                    for adoption in sorted_.adopted:  # a worker died between its output and its record
-                        await self.recorder.adopted(adoption)
-                    for pair in sorted_.due:  # counted as another's by the first walk; `_take` decides
-                        self.stats.due += 1
-                        self.stats.elsewhere = max(0, self.stats.elsewhere - 1)
+                    for pair in (await self.triage.sort(chunk)).due:
+                        self._swept.add(pair.key)
                         await due.send(pair)
                         sent += 1
             if not sent and not outlook.held_by_others:
                 return  # what is left to take is no file this walk finds (deleted since it was recorded)
-            await anyio.sleep(min(leases.renew_every, max(1.0, outlook.soonest_expiry or 0.0)))
+            await anyio.sleep(SWEEP_EVERY)
 
     def _count(self, sorted_: Sorted) -> list[Pair]:
         stats = self.stats
