@@ -400,9 +400,9 @@ def _report(args: argparse.Namespace) -> int:
     async def report() -> int:
         try:
             store = await open_store(settings, create=False)
-        except ManifestError as exc:
+        except (ConfigError, ManifestError) as exc:
             print(f"batch-inpaint: error: {exc}", file=sys.stderr)
-            return ExitCode.UNWRITABLE
+            return int(exc.exit_code)
         try:
             return await _report_from(store, args, settings)
         finally:

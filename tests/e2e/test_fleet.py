@@ -73,6 +73,7 @@ def test_four_workers_do_each_item_once_within_the_keys_limit(emulator, tmp_path
     assert "items: done 200" in shown and f"credits used, all runs: {emu.charged()}" in shown
     for _, summary, err in ended:
         assert PG_PASSWORD not in err + json.dumps(summary)
+    assert PG_PASSWORD not in _dump(postgres.url)  # nor in the manifest (the runs' settings)
     sent = sorted(e["t"] for e in emu.entries() if e["charged"])
     lo, hi = int(len(sent) * 0.1), int(len(sent) * 0.9)
     figures("4 workers, one job, Postgres", "items done by each", " ".join(map(str, done)))
@@ -90,6 +91,8 @@ def test_kill_9_of_two_workers_and_one_more_started_finishes_the_job(emulator, t
 
     procs = [start(i) for i in range(4)]
     assert wait_for(lambda: sum(1 for e in emu.entries() if e["charged"]) >= 30, timeout=120)
+    shown = status(out, postgres.url)
+    assert "workers alive: 4" in shown and shown.count("items leased") == 4, shown
     for proc in procs[:2]:
         proc.kill()
         proc.wait()
@@ -140,3 +143,29 @@ def test_a_worker_paused_past_its_lease_records_nothing_over_the_new_holder(emul
 
 def _sent(emu) -> int:  # type: ignore[no-untyped-def]
     return sum(1 for e in emu.entries() if e.get("key") is not None)
+
+
+def test_the_password_can_stay_out_of_the_url_in_a_libpq_passfile(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    write_tree(tmp_path / "data", ["a", "b", "c"], size=(64, 48), seed=44)
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{postgres.host}:{postgres.port}:*:batch:{PG_PASSWORD}\n")
+    passfile.chmod(0o600)
+    bare = postgres.url.replace(f":{PG_PASSWORD}@", "@")
+    args = ["run", str(tmp_path / "data" / "photos"), "--masks", str(tmp_path / "data" / "masks"),
+            "-o", str(tmp_path / "out"), "--engine", "local", "--job", "passfile", "--progress", "none"]
+    refused = run_cli(*args, "--manifest", bare, PGPASSFILE=str(tmp_path / "none"))
+    assert refused.returncode == 6 and "password" in refused.stderr  # no password anywhere: a clear refusal
+    result = run_cli(*args, BATCH_INPAINT_MANIFEST=bare, PGPASSFILE=str(passfile))
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("status", str(tmp_path / "out"), "--job", "passfile", BATCH_INPAINT_MANIFEST=bare,
+                    PGPASSFILE=str(passfile))
+    assert "items: done 3" in shown.stdout, shown.stderr
+
+
+def _dump(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT settings FROM batch_inpaint_runs").fetchall()
+        rows += conn.execute("SELECT error FROM batch_inpaint_items WHERE error IS NOT NULL").fetchall()
+    return json.dumps(rows)

@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 
 import anyio
 
-from ..errors import ManifestError, NoManifest
+from ..errors import ConfigError, ManifestError, NoManifest
 from ..hashing import XXH128
 from ..pairing import FileSig
 from ..redaction import redact_url, scrub
@@ -98,7 +98,7 @@ class PostgresStore:
         try:
             import psycopg
         except ImportError:
-            raise ManifestError("a postgresql:// manifest needs psycopg: pip install 'batch-inpaint[postgres]'") \
+            raise ConfigError("a postgresql:// manifest needs psycopg: pip install 'batch-inpaint[postgres]'") \
                 from None
         try:
             store._conn = await psycopg.AsyncConnection.connect(url, connect_timeout=10, autocommit=True,
