@@ -358,6 +358,7 @@ def build_settings(
 
 def validate(s: Settings) -> None:
     """Raises ConfigError for the first setting out of range; `Settings` runs it when built."""
+    from .pgconn import is_postgres_url
 
     def check(ok: bool, message: str) -> None:
         if not ok:
@@ -380,9 +381,9 @@ def validate(s: Settings) -> None:
           "masks-from must be coco:FILE.json or yolo:LABELS_DIR")
     check(0 < s.rate < math.inf, "rate must be a positive number of requests per minute")
     check(0 < s.rate_window < math.inf, "rate window must be a positive number of seconds")
-    check(s.limiter is None or s.limiter in ("host", "process") or s.limiter.startswith(("postgresql://", "postgres://")),
+    check(s.limiter is None or s.limiter in ("host", "process") or is_postgres_url(s.limiter),
           "limiter must be host, process or a postgresql:// URL")
-    check(not isinstance(s.manifest, str) or s.manifest.startswith(("postgresql://", "postgres://")),
+    check(not isinstance(s.manifest, str) or is_postgres_url(s.manifest),
           "a manifest URL must be postgresql://... (or a file's path)")
     check(s.job is None or bool(s.job.strip()), "job cannot be empty")
     check(0 < s.lease < math.inf, "lease must be a positive number of seconds")

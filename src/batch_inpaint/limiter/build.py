@@ -9,7 +9,8 @@ from ..locations import limits_dir
 from ..settings import Settings
 from .base import Limiter, Unlimited
 from .boards import Board, BoardError, FileBoard, everyone_on_host, key_id
-from .postgres import PostgresBoard, is_postgres_url
+from ..pgconn import is_postgres_url
+from .postgres import PostgresBoard
 from .process import ProcessLimiter
 from .schedule import Schedule
 from .shared import SharedLimiter

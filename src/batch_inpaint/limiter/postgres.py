@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..redaction import redact_url, scrub
+from ..pgconn import SCHEMA_LOCK, close_quietly, failure
+from ..redaction import redact_url
 from .boards import BoardError, Change, T
 from .schedule import Schedule
 
@@ -26,12 +27,6 @@ CREATE TABLE IF NOT EXISTS batch_inpaint_schedules (
     updated timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 """
-#: Any constant shared by every run: two runs starting at once on an empty database take turns creating it.
-_SCHEMA_LOCK = 0x62692D6C696D
-
-
-def is_postgres_url(value: str) -> bool:
-    return value.startswith(("postgresql://", "postgres://"))
 
 
 class PostgresBoard:
@@ -51,7 +46,7 @@ class PostgresBoard:
             self._conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=10,
                                                                application_name="batch-inpaint")
             async with self._conn.transaction():
-                await self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                await self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                 await self._conn.execute(_SCHEMA)
                 cur = await self._conn.execute(
                     "SELECT version FROM batch_inpaint_schema WHERE component = 'limiter'")
@@ -120,12 +115,8 @@ class PostgresBoard:
         return schedules
 
     async def aclose(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            try:
-                await conn.close()
-            except Exception:
-                pass
+        conn, self._conn = self._conn, None
+        await close_quietly(conn)
 
     async def _locked_state(self) -> Any:
         for _ in range(2):
@@ -139,5 +130,4 @@ class PostgresBoard:
         raise BoardError(f"{self.where}: the schedule row could not be created")
 
     def _error(self, exc: BaseException) -> BoardError:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return BoardError(scrub(f"{self.where}: {reason}", self.url))
+        return BoardError(failure(self.where, exc, self.url))

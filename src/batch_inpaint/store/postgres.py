@@ -12,7 +12,7 @@ import json
 import os
 import socket
 from contextlib import asynccontextmanager
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 import anyio
@@ -20,15 +20,15 @@ import anyio
 from ..errors import ConfigError, ManifestError, NoManifest
 from ..hashing import XXH128
 from ..pairing import FileSig
-from ..redaction import redact_url, scrub
+from ..pgconn import SCHEMA_LOCK, close_quietly, failure
+from ..redaction import redact_url
+from .rows import RUN_COLUMNS, decimal, fingerprint_columns, item_record, output_columns, run_record, sig_columns
 from .base import (
     BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow,
     LeaseLost, Leases, OutputRecord, Outlook, Problem, RunEnd, RunRecord, SeenItem, Worker,
 )
 
 SCHEMA_VERSION = 1
-#: Shared with the limiter's tables (`limiter.postgres`): one lock makes two first runs take turns.
-_SCHEMA_LOCK = 0x62692D6C696D
 _NOW = "extract(epoch FROM clock_timestamp())"
 _MIGRATIONS = {
     1: """
@@ -66,17 +66,11 @@ _MIGRATIONS = {
 }
 _ROW_COLUMNS = ", ".join(ItemRow._fields)
 _ITEM_COLUMNS = ", ".join(ItemRecord.__dataclass_fields__)
-_RUN_COLUMNS = ("id, started_at, ended_at, pid, settings, counts, credits_used, remaining_credits, requests,"
-                " possibly_charged_twice, exit_code, retries, rate_limited")
 #: Settling an item: only by the run that holds its lease, or when no one does and no one has settled it
 #: (an output adopted before any claim).
 _HELD = " AND (lease_run=%(_held_by)s OR lease_run IS NULL AND status NOT IN ('done', 'empty_mask'))"
 #: A lease is renewed this many times within its length, so one late renewal never loses it.
 RENEWALS_PER_LEASE = 3
-
-
-def is_postgres_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
 
 
 class PostgresStore:
@@ -117,8 +111,7 @@ class PostgresStore:
         return f"{redact_url(self.url)} job {self.job}"
 
     def _error(self, exc: BaseException) -> ManifestError:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return ManifestError(scrub(f"{self.location}: {reason}", self.url))
+        return ManifestError(failure(self.location, exc, self.url))
 
     async def _migrate(self, create: bool) -> None:
         """Bring the tables up to date (``create``), or only check them: reading writes nothing."""
@@ -136,7 +129,7 @@ class PostgresStore:
                 if version < SCHEMA_VERSION:
                     raise NoManifest(f"{self.location}: no manifest in this database (has a run used it?)")
             else:
-                await self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                await self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                 await self._conn.execute("CREATE TABLE IF NOT EXISTS batch_inpaint_schema"
                                          " (component text PRIMARY KEY, version integer NOT NULL)")
                 cur = await self._conn.execute("SELECT version FROM batch_inpaint_schema WHERE component='manifest'")
@@ -188,12 +181,8 @@ class PostgresStore:
                 await cur.executemany(sql, rows)
 
     async def aclose(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            try:
-                await conn.close()
-            except Exception:
-                pass
+        conn, self._conn = self._conn, None
+        await close_quietly(conn)
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -216,10 +205,9 @@ class PostgresStore:
                       (self.job, run_id))
 
     async def runs(self) -> list[RunRecord]:
-        rows = await self._q(f"SELECT {_RUN_COLUMNS} FROM batch_inpaint_runs WHERE job=%s ORDER BY id", (self.job,),
+        rows = await self._q(f"SELECT {RUN_COLUMNS} FROM batch_inpaint_runs WHERE job=%s ORDER BY id", (self.job,),
                              fetch="all")
-        return [RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), json.loads(r[5] or "{}"), _dec(r[6]),
-                          _dec(r[7]), r[8], r[9], r[10], r[11], r[12]) for r in rows]
+        return [run_record(r) for r in rows]
 
     # --- items: the walk and the decisions ------------------------------------------------------
 
@@ -249,13 +237,13 @@ class PostgresStore:
             f" status=CASE WHEN {kept} THEN batch_inpaint_items.status ELSE excluded.status END,"
             f" error=CASE WHEN {kept} THEN batch_inpaint_items.error ELSE excluded.error END",
             [dict(job=self.job, key=i.key, image_path=i.image_path, mask_path=i.mask_path,
-                  image_size=_sig(i.image_sig)[0], image_mtime_ns=_sig(i.image_sig)[1],
-                  mask_size=_sig(i.mask_sig)[0], mask_mtime_ns=_sig(i.mask_sig)[1], status=i.status, error=i.error,
+                  image_size=sig_columns(i.image_sig)[0], image_mtime_ns=sig_columns(i.image_sig)[1],
+                  mask_size=sig_columns(i.mask_sig)[0], mask_mtime_ns=sig_columns(i.mask_sig)[1], status=i.status, error=i.error,
                   run=self._run) for i in items])
 
     async def refresh_signatures(self, key: str, image_sig: FileSig, mask_sig: FileSig | None) -> None:
         await self._set(key, image_size=image_sig.size, image_mtime_ns=image_sig.mtime_ns,
-                        mask_size=_sig(mask_sig)[0], mask_mtime_ns=_sig(mask_sig)[1])
+                        mask_size=sig_columns(mask_sig)[0], mask_mtime_ns=sig_columns(mask_sig)[1])
 
     # --- items: sending -----------------------------------------------------------------------
 
@@ -265,7 +253,7 @@ class PostgresStore:
                                      " FOR UPDATE", (self.job, key))
             row = await cur.fetchone()
             resent = fingerprint is not None and row is not None and row[0] == "in_flight" and row[1] != run_id
-            fields = _fingerprint(fingerprint) if fingerprint is not None else {}
+            fields = fingerprint_columns(fingerprint) if fingerprint is not None else {}
             columns = "".join(f", {name}=%({name})s" for name in fields)
             await conn.execute(
                 "UPDATE batch_inpaint_items SET status='in_flight', attempts=attempts+1, sends=sends+1,"
@@ -283,11 +271,11 @@ class PostgresStore:
                           answer: str | None = None) -> None:
         """Only while this run holds the item's lease: a worker that lost it (paused past its lease, say)
         records nothing over the worker that took the item on (`LeaseLost`)."""
-        fields = _fingerprint(fingerprint) if fingerprint is not None else {}
+        fields = fingerprint_columns(fingerprint) if fingerprint is not None else {}
         changed = await self._set(
             key, _held_by=run_id, status="done", error=None, error_status=None, credits=str(credits), run_id=run_id,
             failed_runs=0, answer=answer, flags=None, remaining_credits=None if remaining is None else str(remaining),
-            seconds=seconds, lease_run=None, lease_until=None, **_output(output), **fields)
+            seconds=seconds, lease_run=None, lease_until=None, **output_columns(output), **fields)
         if not changed:
             raise LeaseLost(key)
 
@@ -297,8 +285,8 @@ class PostgresStore:
 
     async def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None:
         await self._set(key, _held_by=self._run, status="empty_mask", error="mask is empty", flags=None,
-                        lease_run=None, lease_until=None, **_fingerprint(fingerprint),
-                        **(_output(output) if output is not None else {}))
+                        lease_run=None, lease_until=None, **fingerprint_columns(fingerprint),
+                        **(output_columns(output) if output is not None else {}))
 
     async def record_failure(self, key: str, *, status: Problem, error: str, error_status: int | None,
                              settings_hash: str, transient: bool = False) -> None:
@@ -356,7 +344,7 @@ class PostgresStore:
     async def credits_spent(self) -> Decimal:
         rows = await self._q("SELECT credits FROM batch_inpaint_items WHERE job=%s AND credits IS NOT NULL",
                              (self.job,), fetch="all")
-        return sum((_dec(r[0]) or Decimal(0) for r in rows), Decimal(0))
+        return sum((decimal(r[0]) or Decimal(0) for r in rows), Decimal(0))
 
     async def items(self) -> AsyncIterator[ItemRecord]:
         after = ""
@@ -366,7 +354,7 @@ class PostgresStore:
             if not rows:
                 return
             for row in rows:
-                yield _item_record(row)
+                yield item_record(row)
             after = rows[-1][0]
 
 
@@ -434,34 +422,3 @@ class PostgresLeases:
 def default_job(out: str) -> str:
     """A job's name when none is given: its output location, so the same command on every host is one job."""
     return out if "://" in out else os.path.abspath(out)
-
-
-def _sig(sig: FileSig | None) -> tuple[int | None, int | None]:
-    return (None, None) if sig is None else (sig.size, sig.mtime_ns)
-
-
-def _fingerprint(f: Fingerprint) -> dict[str, Any]:
-    return {"image_hash": f.image_hash, "mask_hash": f.mask_hash, "settings_hash": f.settings_hash,
-            "content_key": f.content_key, "request_hash": f.request_hash,
-            "fixes": json.dumps(list(f.fixes)) if f.fixes else None,
-            "warnings": json.dumps(list(f.warnings)) if f.warnings else None}
-
-
-def _output(output: OutputRecord) -> dict[str, Any]:
-    return {"output_path": output.path, "output_hash": output.hash, "output_size": output.size}
-
-
-def _item_record(row: Sequence[Any]) -> ItemRecord:
-    values = dict(zip(ItemRecord.__dataclass_fields__, row))
-    for name in ("fixes", "warnings", "flags"):
-        values[name] = tuple(json.loads(values[name])) if values[name] else ()
-    return ItemRecord(**values)
-
-
-def _dec(value: str | None) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        return Decimal(value)
-    except InvalidOperation:
-        return None

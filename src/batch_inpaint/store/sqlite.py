@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Concatenate, Coroutine, Iterator, Mapping, ParamSpec, Sequence, TypeVar
 
@@ -26,6 +26,7 @@ from .base import (
     BRIEF_COLUMNS, PROBLEMS, AnswerSource, Brief, Fingerprint, Flagged, ItemProblem, ItemRecord, ItemRow, Leases, OutputRecord, Problem, RunEnd, RunRecord,
     SeenItem,
 )
+from .rows import RUN_COLUMNS, decimal, fingerprint_columns, item_record, output_columns, run_record, sig_columns
 from .schema import SCHEMA_VERSION, migrations
 
 P = ParamSpec("P")
@@ -153,10 +154,8 @@ class SqliteStore:
 
     @_in_thread
     def runs(self) -> list[RunRecord]:
-        rows = self._db.execute("SELECT id, started_at, ended_at, pid, settings, counts, credits_used, remaining_credits,"
-                                " requests, possibly_charged_twice, exit_code, retries, rate_limited FROM runs ORDER BY id")
-        return [RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), json.loads(r[5] or "{}"), _dec(r[6]),
-                          _dec(r[7]), r[8], r[9], r[10], r[11], r[12]) for r in rows]
+        rows = self._db.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id")
+        return [run_record(r) for r in rows]
 
     # --- items: the walk and the decisions ------------------------------------------------------
 
@@ -192,7 +191,7 @@ class SqliteStore:
                 " mask_size=excluded.mask_size, mask_mtime_ns=excluded.mask_mtime_ns,"
                 " status=CASE WHEN items.status='in_flight' THEN 'in_flight' ELSE excluded.status END,"
                 " error=excluded.error",
-                [(i.key, i.image_path, i.mask_path, *_sig(i.image_sig), *_sig(i.mask_sig), i.status, i.error, now)
+                [(i.key, i.image_path, i.mask_path, *sig_columns(i.image_sig), *sig_columns(i.mask_sig), i.status, i.error, now)
                  for i in items],
             )
 
@@ -200,7 +199,7 @@ class SqliteStore:
     def refresh_signatures(self, key: str, image_sig: FileSig, mask_sig: FileSig | None) -> None:
         with self.atomic() as db:
             db.execute("UPDATE items SET image_size=?, image_mtime_ns=?, mask_size=?, mask_mtime_ns=? WHERE key=?",
-                       (*_sig(image_sig), *_sig(mask_sig), key))
+                       (*sig_columns(image_sig), *sig_columns(mask_sig), key))
 
     # --- items: sending -----------------------------------------------------------------------
 
@@ -211,7 +210,7 @@ class SqliteStore:
             if fingerprint is not None:
                 row = db.execute("SELECT status, run_id FROM items WHERE key=?", (key,)).fetchone()
                 resent = row is not None and row[0] == "in_flight" and row[1] != run_id
-                _set(db, key, **_fingerprint(fingerprint))
+                _set(db, key, **fingerprint_columns(fingerprint))
             db.execute(
                 "UPDATE items SET status='in_flight', attempts=attempts+1, sends=sends+1,"
                 " possibly_charged=possibly_charged+?, started_at=COALESCE(started_at, ?), run_id=? WHERE key=?",
@@ -229,12 +228,12 @@ class SqliteStore:
     def record_done(self, key: str, run_id: int, *, output: OutputRecord, credits: Decimal,
                     remaining: Decimal | None, seconds: float | None, fingerprint: Fingerprint | None,
                     answer: str | None = None) -> None:
-        fields = _fingerprint(fingerprint) if fingerprint is not None else {}
+        fields = fingerprint_columns(fingerprint) if fingerprint is not None else {}
         with self.atomic() as db:
             _set(db, key, status="done", error=None, error_status=None, credits=str(credits), run_id=run_id, failed_runs=0,
                  answer=answer, flags=None,
                  remaining_credits=None if remaining is None else str(remaining), seconds=seconds,
-                 finished_at=time.time(), **_output(output), **fields)
+                 finished_at=time.time(), **output_columns(output), **fields)
 
     @_in_thread
     def record_flags(self, key: str, flags: tuple[str, ...]) -> None:
@@ -246,7 +245,7 @@ class SqliteStore:
     def record_empty_mask(self, key: str, fingerprint: Fingerprint, output: OutputRecord | None) -> None:
         with self.atomic() as db:
             _set(db, key, status="empty_mask", error="mask is empty", finished_at=time.time(), flags=None,
-                 **_fingerprint(fingerprint), **(_output(output) if output is not None else {}))
+                 **fingerprint_columns(fingerprint), **(output_columns(output) if output is not None else {}))
 
     @_in_thread
     def record_failure(self, key: str, *, status: Problem, error: str, error_status: int | None,
@@ -298,46 +297,15 @@ class SqliteStore:
     @_in_thread
     def credits_spent(self) -> Decimal:
         rows = self._db.execute("SELECT credits FROM items WHERE credits IS NOT NULL")
-        return sum((_dec(r[0]) or Decimal(0) for r in rows), Decimal(0))
+        return sum((decimal(r[0]) or Decimal(0) for r in rows), Decimal(0))
 
     async def items(self) -> AsyncIterator[ItemRecord]:
         cursor = await self._call(lambda: self._db.execute(f"SELECT {_ITEM_COLUMNS} FROM items ORDER BY key"))
         while rows := await self._call(lambda: cursor.fetchmany(1000)):
             for row in rows:
-                yield _item_record(row)
+                yield item_record(row)
 
 
 def _set(db: sqlite3.Connection, key: str, **fields: Any) -> None:
     columns = ", ".join(f"{name}=:{name}" for name in fields)
     db.execute(f"UPDATE items SET {columns} WHERE key=:key", dict(fields, key=key))
-
-
-def _sig(sig: FileSig | None) -> tuple[int | None, int | None]:
-    return (None, None) if sig is None else (sig.size, sig.mtime_ns)
-
-
-def _fingerprint(f: Fingerprint) -> dict[str, Any]:
-    return {"image_hash": f.image_hash, "mask_hash": f.mask_hash, "settings_hash": f.settings_hash,
-            "content_key": f.content_key, "request_hash": f.request_hash, "fixes": json.dumps(list(f.fixes)) if f.fixes else None,
-            "warnings": json.dumps(list(f.warnings)) if f.warnings else None}
-
-
-def _output(output: OutputRecord) -> dict[str, Any]:
-    return {"output_path": output.path, "output_hash": output.hash, "output_size": output.size}
-
-
-def _item_record(row: Sequence[Any]) -> ItemRecord:
-    values = dict(zip(ItemRecord.__dataclass_fields__, row))
-    values["fixes"] = tuple(json.loads(values["fixes"])) if values["fixes"] else ()
-    values["warnings"] = tuple(json.loads(values["warnings"])) if values["warnings"] else ()
-    values["flags"] = tuple(json.loads(values["flags"])) if values["flags"] else ()
-    return ItemRecord(**values)
-
-
-def _dec(value: str | None) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        return Decimal(value)
-    except InvalidOperation:
-        return None
