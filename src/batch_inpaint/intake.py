@@ -6,6 +6,7 @@ is still running.
 
 from __future__ import annotations
 
+import math
 import os
 
 import anyio
@@ -92,21 +93,31 @@ class Intake:
 
     async def _sweep(self, leases: Leases, due: MemoryObjectSendStream[Pair]) -> None:
         """A shared job, walked: stay while other workers hold items, and take on those whose worker died
-        (its leases ran out) or gave them back. Ends when no item is left to take or held by another."""
+        (its leases ran out) or gave them back. Ends when no other worker holds an item and a walk has
+        taken what it could (what is left is no file a walk finds: deleted since it was recorded).
+
+        A walk again only when the job changed since the last one left it, and while others still
+        work, at most once per lease renewal: a million-item folder is not walked every second."""
         run_id = self.recorder.run_id
+        left: tuple[int, int] | None = None  # the job as the last walk left it
+        walked, capture = -math.inf, False
         while True:
             while due.statistics().current_buffer_used:  # what this worker walked is taken or not, first
                 await anyio.sleep(0.2)
             outlook = await leases.outlook(run_id)
-            sent = 0
-            if outlook.claimable:
+            state = (outlook.claimable, outlook.held_by_others)
+            if capture:
+                left, capture = state, False
+            if outlook.claimable and state != left and (
+                    not outlook.held_by_others or anyio.current_time() - walked >= leases.renew_every):
+                walked, capture = anyio.current_time(), True
                 async for chunk in walked_chunks(self.settings, store=self.triage.store):
                     for pair in (await self.triage.sort(chunk)).due:
                         self._swept.add(pair.key)
                         await due.send(pair)
-                        sent += 1
-            if not sent and not outlook.held_by_others:
-                return  # what is left to take is no file this walk finds (deleted since it was recorded)
+                continue
+            if not outlook.held_by_others and (not outlook.claimable or state == left):
+                return
             await anyio.sleep(SWEEP_EVERY)
 
     def _count(self, sorted_: Sorted) -> list[Pair]:
