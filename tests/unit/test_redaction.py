@@ -37,3 +37,29 @@ def test_the_limiter_comes_from_the_environment_and_is_checked() -> None:
     with pytest.raises(ConfigError, match="limiter must be host, process or a postgresql:// URL") as info:
         build_settings({"limiter": "mysql://bob:hunter2@db/jobs"}, env={})
     assert "hunter2" not in str(info.value)
+
+
+def test_a_postgres_manifest_from_a_flag_the_environment_or_a_file_stays_a_url_and_is_shown_without_its_password(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = "postgresql://bob:hunter2@db/jobs"
+    config = tmp_path / "c.toml"
+    config.write_text(f'manifest = "{url}"\nout = "cleaned"\n')
+    for settings in (build_settings({"manifest": url, "out_dir": "cleaned"}, env={}),
+                     build_settings({"out_dir": "cleaned"}, env={"BATCH_INPAINT_MANIFEST": url}),
+                     build_settings({}, config_file=config, env={})):
+        assert settings.fleet_manifest == url and settings.limit_sharing == url  # the limiter goes with it
+        assert settings.public()["manifest"] == "postgresql://bob:***@db/jobs" and "hunter2" not in repr(settings)
+        assert settings.job_name == str((settings.out_dir or tmp_path).absolute())
+    assert build_settings({"manifest": url, "limiter": "process"}, env={}).limit_sharing == "process"
+    relative = build_settings({"out_dir": "cleaned"}, config_file=_write(tmp_path / "d.toml", 'manifest = "m.db"'),
+                              env={})
+    assert relative.fleet_manifest is None and relative.manifest_path == tmp_path / "m.db"
+    with pytest.raises(ConfigError, match="--force cannot be used with a Postgres manifest"):
+        build_settings({"manifest": url, "force": True}, env={})
+    with pytest.raises(ConfigError, match="postgresql://"):
+        build_settings({"manifest": "mysql://bob:hunter2@db/jobs"}, env={})
+
+
+def _write(path, text: str):  # type: ignore[no-untyped-def]
+    path.write_text(text + "\n")
+    return path
