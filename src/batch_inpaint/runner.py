@@ -110,7 +110,7 @@ async def run_batch(
     on_start: Callable[[RunControl], None] | None = None,
 ) -> RunResult:
     """Run one batch to its end, or until ``RunControl.stop``. What is not given is built from the
-    settings (and closed again): the SQLite manifest, the engine, the limiter. Raises ConfigError,
+    settings (and closed again): the manifest, the engine, the limiter. Raises ConfigError,
     LockHeld or ManifestError before any request."""
     check_inputs(settings)
     assert settings.out_dir is not None
