@@ -112,11 +112,8 @@ class Recorder:
         mask_hash = adoption.mask_hash or ""
         fingerprint = Fingerprint(adoption.image_hash, mask_hash, self.settings_hash,
                                   f"{adoption.image_hash}:{mask_hash}")
-        try:
-            await self.store.record_done(adoption.pair.key, self.run_id, output=adoption.output, credits=Decimal(0),
-                                         remaining=None, seconds=None, fingerprint=fingerprint)
-        except LeaseLost:  # another worker has just made it
-            return
+        await self.store.record_done(adoption.pair.key, self.run_id, output=adoption.output, credits=Decimal(0),
+                                     remaining=None, seconds=None, fingerprint=fingerprint)
         self.stats.adopted += 1
         self.stats.event(f"done: {adoption.pair.key} (already in the output folder)")
         self.stats.emit("item_done", path=adoption.pair.key, status="done", how="adopted", attempts=0, seconds=None,

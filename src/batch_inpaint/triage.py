@@ -45,11 +45,13 @@ class Decision(enum.Enum):
 class OutputIndex:
     """Which outputs exist, one directory listing at a time: items arrive grouped by folder, so a
     re-run over a million done items lists each output folder once instead of a stat per item.
-    Outputs are only ever renamed into place whole, so existence is the check that matters. A name
-    the listing lacks is looked for again: another worker of a fleet may have written it since."""
+    Outputs are only ever renamed into place whole, so existence is the check that matters. With
+    ``shared`` (a fleet's folder), a name the listing lacks is looked for again: another worker may
+    have written it since; one run alone writes nothing there that it has not decided on already."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, shared: bool = False) -> None:
         self.root = str(out_dir)
+        self.shared = shared
         self._dir: str | None = None
         self._names: set[str] = set()
 
@@ -61,7 +63,7 @@ class OutputIndex:
                 self._names = set(os.listdir(f"{self.root}/{folder}" if folder else self.root))
             except OSError:
                 self._names = set()
-        return name in self._names or os.path.exists(f"{self.root}/{rel}")
+        return name in self._names or self.shared and os.path.exists(f"{self.root}/{rel}")
 
 
 def _absolute(path: str | Path | None) -> str | None:
@@ -173,7 +175,7 @@ class Triage:
         self.settings = settings
         self.settings_hash = settings_hash
         self.record = record
-        self._outputs = OutputIndex(settings.out_dir)
+        self._outputs = OutputIndex(settings.out_dir, shared=store.leases is not None)
         self._cpu = cpu
         #: Outputs with no record are taken as done, but not in a shared job: there every worker writes
         #: its outputs a moment before it records them.

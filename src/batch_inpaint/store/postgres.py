@@ -66,8 +66,8 @@ _MIGRATIONS = {
 }
 _ROW_COLUMNS = ", ".join(ItemRow._fields)
 _ITEM_COLUMNS = ", ".join(ItemRecord.__dataclass_fields__)
-#: Settling an item: only by the run that holds its lease, or when no one does and no one has settled it
-#: (an output adopted before any claim).
+#: Settling an item: only by the run that holds its lease; or, when no one does, if no one has settled it
+#: yet (the store used without claims, as the contract suite uses every store).
 _HELD = " AND (lease_run=%(_held_by)s OR lease_run IS NULL AND status NOT IN ('done', 'empty_mask'))"
 #: A lease is renewed this many times within its length, so one late renewal never loses it.
 RENEWALS_PER_LEASE = 3
