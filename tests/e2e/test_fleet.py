@@ -133,7 +133,7 @@ def test_a_worker_paused_past_its_lease_records_nothing_over_the_new_holder(emul
     assert first_code == 0, first_err[-2000:]
     lost = first_summary["counts"]["lease_lost"]
     assert lost >= 1, first_err[-2000:]  # its late results, not recorded
-    assert first_summary["counts"]["done"] + summary["counts"]["done"] == 24  # no item counted twice
+    assert first_summary["counts"]["done"] + summary["counts"]["done"] == 24, (first_err[-3000:], err[-3000:])  # no item counted twice
     assert "another worker took it on" in first_err
     for photo, mask, rel in pairs_of(tmp_path / "data"):
         check_output(photo, mask, out / rel)
