@@ -40,7 +40,7 @@ from .sending import NotSent, Sender
 from .settings import Settings, settings_hash
 from .settle import Settle
 from .stats import RunStats
-from .store import RunEnd, Store
+from .store import LeaseLost, RunEnd, Store
 from .store.base import Leases
 from .triage import Triage
 
@@ -201,6 +201,8 @@ class Batch:
                 await self.recorder.done(prepared, output, result, time.time() - started, answer)
             except NotSent:
                 await self.recorder.pending(key)
+            except LeaseLost:  # taken on by another worker before this one sent it: that worker's now
+                self.recorder.lease_lost(key)
             except RunStopped as exc:
                 await self.recorder.pending(key, error=str(exc), error_status=exc.status)
                 self.control.fail(exc)

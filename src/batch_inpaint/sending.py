@@ -17,6 +17,7 @@ from .preflight import Prepared
 from .recording import Recorder
 from .retrying import RetryPolicy, is_retryable
 from .stats import RunStats
+from .store import LeaseLost
 
 
 class NotSent(Exception):
@@ -92,7 +93,11 @@ class Sender:
         self.budget.reserve()
         if number > 1:
             self.stats.retries += 1
-        await self.recorder.in_flight(prepared, first=number == 1)
+        try:
+            await self.recorder.in_flight(prepared, first=number == 1)
+        except LeaseLost:  # another worker of the job has the item: nothing goes out, nothing is reserved
+            self.budget.settle(spent=None)
+            raise
         if slot.late():  # recording it took past the slot's deadline: a stalled host, a slow disk
             await self.limiter.sent_late(slot)
         sent_at = anyio.current_time()

@@ -128,8 +128,10 @@ def test_a_worker_paused_past_its_lease_records_nothing_over_the_new_holder(emul
         (code, summary, err), = finish([second])
         assert code == 0, err[-2000:]
     finally:
+        requests_at_waking = len(emu.entries())
         os.kill(first.pid, signal.SIGCONT)
     (first_code, first_summary, first_err), = finish([first])
+    assert len(emu.entries()) == requests_at_waking, first_err[-3000:]  # it woke to find all done: sent nothing more
     assert first_code == 0, first_err[-2000:]
     lost = first_summary["counts"]["lease_lost"]
     assert lost >= 1, first_err[-2000:]  # its late results, not recorded

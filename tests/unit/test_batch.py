@@ -26,7 +26,7 @@ from batch_inpaint.errors import (
 from batch_inpaint.limiter import Limiter, ProcessLimiter, Slot, Unlimited
 from batch_inpaint.retrying import RetryPolicy
 from batch_inpaint.settings import Settings
-from batch_inpaint.store import Fingerprint, MemoryStore
+from batch_inpaint.store import Fingerprint, LeaseLost, MemoryStore
 from batch_inpaint.synthetic import write_tree
 
 
@@ -315,3 +315,22 @@ async def test_credits_left_is_the_lowest_count_the_api_reported(tree: Path) -> 
     batch = await run(tree, engine, concurrency=6)
     assert batch.stats.done == 6
     assert batch.stats.remaining_credits == engine.credits == 994  # not 999, from the answer that came last
+
+
+class TakenOnElsewhere(MemoryStore):
+    """Another worker of the job took ``p2`` on while this one was held up before sending it."""
+
+    async def mark_in_flight(self, key: str, run_id: int, fingerprint: Fingerprint | None) -> bool:
+        if key.startswith("p2."):
+            raise LeaseLost(key)
+        return await super().mark_in_flight(key, run_id, fingerprint)
+
+
+@fake_time
+async def test_an_item_taken_on_by_another_worker_before_its_request_is_not_sent(tree: Path) -> None:
+    sent: list[str] = []
+    engine = FakeEngine([], on_call=lambda request: sent.append(request.name))
+    batch = await run(tree, engine, store=TakenOnElsewhere(), max_credits=5)  # none to spare: its reservation came back
+    assert len(sent) == 5 and not any(key.startswith("p2.") for key in sent)  # no credit paid for it
+    assert (batch.stats.done, batch.stats.lease_lost, batch.stats.failed) == (5, 1, 0)
+    assert [status for key, status in statuses(tree).items() if key.startswith("p2.")] == ["pending"]

@@ -117,3 +117,26 @@ async def test_two_workers_starting_at_once_on_an_empty_database_both_come_up(po
     finally:
         for s in stores:
             await s.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_worker_that_lost_an_item_sends_nothing_for_it(two) -> None:  # type: ignore[no-untyped-def]
+    """Paused between taking an item and sending it: when it wakes, the item is done by another worker
+    (or given back by it), and its request never goes out, at its first attempt or a retry."""
+    a, b = two
+    run_a, run_b = await a.start_run({}, 1), await b.start_run({}, 2)
+    await a.record_seen([seen("x.jpg"), seen("y.jpg")])
+    assert a.leases is not None and b.leases is not None
+    assert await a.leases.claim("x.jpg", run_a) and await a.leases.claim("y.jpg", run_a)
+    assert await a.mark_in_flight("y.jpg", run_a, None) is False  # y's first attempt went out
+    await asyncio.sleep(0.7)
+    assert await b.leases.claim("x.jpg", run_b) and await b.leases.claim("y.jpg", run_b)
+    assert await b.mark_in_flight("x.jpg", run_b, None) is False
+    await done(b, "x.jpg", run_b)
+    await b.release("y.jpg")
+    for key in ("x.jpg", "y.jpg"):
+        with pytest.raises(LeaseLost):
+            await a.mark_in_flight(key, run_a, None)
+    rows = await a.lookup(["x.jpg", "y.jpg"])
+    assert (rows["x.jpg"].status, rows["y.jpg"].status) == ("done", "pending")
+    assert not await a.leases.claim("x.jpg", run_a)  # done stays done: no one takes it on again

@@ -27,7 +27,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "postgres":  # a job of its own in the session's database
         from batch_inpaint.store.postgres import PostgresStore
 
-        made: Store = await PostgresStore.open(request.getfixturevalue("postgres").url, job=str(tmp_path))
+        # leases of no length: an item is anyone's to claim again, as after a crash
+        made: Store = await PostgresStore.open(request.getfixturevalue("postgres").url, job=str(tmp_path),
+                                               lease_seconds=0.0)
     else:
         made = FACTORIES[request.param](tmp_path)
     yield made
@@ -36,6 +38,13 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 def seen(key: str, status: str = "pending", size: int = 10) -> SeenItem:
     return SeenItem(key, f"/in/{key}", f"/m/{key}", FileSig(size, 1), FileSig(5, 2), status)
+
+
+async def send(store: Store, key: str, run: int, fingerprint: Fingerprint | None = FP) -> bool:
+    """An item's first request, as a run makes it: a store with leases sends only what the run claimed."""
+    if store.leases is not None:
+        assert await store.leases.claim(key, run)
+    return await store.mark_in_flight(key, run, fingerprint)
 
 
 @pytest.mark.asyncio
@@ -72,7 +81,7 @@ async def test_walked_items_are_recorded_and_looked_up(store: Store) -> None:
 async def test_an_item_goes_in_flight_then_done(store: Store) -> None:
     run = await store.start_run({"rate": 60}, 123)
     await store.record_seen([seen("a.jpg")])
-    assert await store.mark_in_flight("a.jpg", run, FP) is False
+    assert await send(store, "a.jpg", run) is False
     await store.note_attempt_failure("a.jpg", error_status=503, error="busy", possibly_charged=False)
     assert await store.mark_in_flight("a.jpg", run, None) is False  # a retry in the same run
     await store.record_seen([seen("a.jpg")])  # a walk never takes an item out of flight
@@ -91,19 +100,20 @@ async def test_an_item_goes_in_flight_then_done(store: Store) -> None:
 async def test_an_item_left_in_flight_by_an_earlier_run_counts_as_resent(store: Store) -> None:
     first = await store.start_run({}, 1)
     await store.record_seen([seen("a.jpg")])
-    await store.mark_in_flight("a.jpg", first, FP)  # then the process was killed
+    await send(store, "a.jpg", first)  # then the process was killed
     second = await store.start_run({}, 2)
-    assert await store.mark_in_flight("a.jpg", second, FP) is True
+    assert await send(store, "a.jpg", second) is True
     [item] = [i async for i in store.items()]
     assert item.possibly_charged == 1 and item.sends == 2
 
 
 @pytest.mark.asyncio
 async def test_failures_releases_and_problems(store: Store) -> None:
+    run = await store.start_run({}, 1)
     await store.record_seen([seen(k) for k in ("a.jpg", "b.jpg", "c.jpg", "d.jpg")])
     await store.record_failure("a.jpg", status="failed", error="HTTP 400: bad", error_status=400, settings_hash="sh")
     await store.record_failure("b.jpg", status="invalid", error="truncated", error_status=None, settings_hash="sh")
-    await store.mark_in_flight("c.jpg", 1, FP)
+    await send(store, "c.jpg", run)
     await store.release("c.jpg", error="the API rejected the key", error_status=403)
     await store.release("d.jpg")
     assert await store.counts() == {"failed": 1, "invalid": 1, "pending": 2}
@@ -125,8 +135,10 @@ async def test_transient_failures_count_the_runs_in_a_row(store: Store) -> None:
     await store.record_failure("b.jpg", status="failed", error="HTTP 400", error_status=400, settings_hash="sh")
     rows = await store.lookup(["a.jpg", "b.jpg"])
     assert (rows["a.jpg"].failed_runs, rows["b.jpg"].failed_runs) == (2, 0)
-    await store.mark_in_flight("a.jpg", 3, FP)
-    await store.record_done("a.jpg", 3, output=OutputRecord("a.png", "h", 1), credits=Decimal(1), remaining=None,
+    run = await store.start_run({}, 3)
+    await store.record_seen([seen("a.jpg")])  # the next run: due again
+    await send(store, "a.jpg", run)
+    await store.record_done("a.jpg", run, output=OutputRecord("a.png", "h", 1), credits=Decimal(1), remaining=None,
                             seconds=1.0, fingerprint=None)
     assert (await store.lookup(["a.jpg"]))["a.jpg"].failed_runs == 0  # done: the count starts again
 
@@ -136,7 +148,7 @@ async def test_answers_paid_for_are_found_by_their_request(store: Store) -> None
     first = await store.start_run({}, 1)
     await store.record_seen([seen("a.jpg"), seen("b.jpg"), seen("e.jpg")])
     assert await store.find_answer("rq", None) is None
-    await store.mark_in_flight("a.jpg", first, FP)
+    await send(store, "a.jpg", first)
     assert await store.find_answer("rq", None) is None  # in flight: no answer yet
     await store.record_done("a.jpg", first, output=OutputRecord("a.png", "oh", 9), credits=Decimal(1),
                             remaining=None, seconds=None, fingerprint=None, answer=ANSWER_IN_OUTPUT)
@@ -146,7 +158,7 @@ async def test_answers_paid_for_are_found_by_their_request(store: Store) -> None
     await store.start_run({}, 2)  # a later run, with another output format
     await store.record_seen([seen("a.jpg")])  # due again: its answer still counts
     assert (await store.find_answer("rq", None)) is not None
-    await store.mark_in_flight("b.jpg", first, Fingerprint("i2", "m2", "sh", "ck2", request_hash="rq2"))
+    await send(store, "b.jpg", first, Fingerprint("i2", "m2", "sh", "ck2", request_hash="rq2"))
     await store.record_done("b.jpg", first, output=OutputRecord("b.jpg", "bh", 9), credits=Decimal(1),
                             remaining=None, seconds=None, fingerprint=None, answer=None)
     assert await store.find_answer("rq2", None) is None  # a lossy output whose answer was not kept
@@ -159,7 +171,7 @@ async def test_flags_go_with_a_done_result_and_leave_with_it(store: Store) -> No
     run = await store.start_run({}, 1)
     await store.record_seen([seen("a.jpg"), seen("b.jpg"), seen("c.jpg")])
     for key, flags in (("a.jpg", ("flat_fill: flat",)), ("b.jpg", ()), ("c.jpg", ("unchanged: same", "large_mask: 80%"))):
-        await store.mark_in_flight(key, run, FP)
+        await send(store, key, run)
         await store.record_done(key, run, output=OutputRecord(key[0] + ".png", "h", 1), credits=Decimal(1),
                                 remaining=None, seconds=None, fingerprint=None)
         await store.record_flags(key, flags)
@@ -167,10 +179,12 @@ async def test_flags_go_with_a_done_result_and_leave_with_it(store: Store) -> No
     assert count == 2 and [(f.key, f.output_path, f.flags) for f in listed] == [("a.jpg", "a.png", ("flat_fill: flat",))]
     assert {item.key: item.flags async for item in store.items()} == {
         "a.jpg": ("flat_fill: flat",), "b.jpg": (), "c.jpg": ("unchanged: same", "large_mask: 80%")}
-    # sent again and failed: the old result's flags are no longer the item's
-    await store.mark_in_flight("c.jpg", run, None)
+    # the next run sends two again; one fails: the old result's flags are no longer the item's
+    run = await store.start_run({}, 2)
+    await store.record_seen([seen("a.jpg"), seen("c.jpg")])
+    await send(store, "c.jpg", run)
     await store.record_failure("c.jpg", status="failed", error="HTTP 400", error_status=400, settings_hash="sh")
-    await store.mark_in_flight("a.jpg", run, None)
+    await send(store, "a.jpg", run)
     await store.record_done("a.jpg", run, output=OutputRecord("a.png", "h2", 1), credits=Decimal(1), remaining=None,
                             seconds=None, fingerprint=None)
     assert await store.flagged(10) == (0, [])

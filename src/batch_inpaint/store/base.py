@@ -238,7 +238,8 @@ class Store(Protocol):
 
     async def mark_in_flight(self, key: str, run_id: int, fingerprint: Fingerprint | None) -> bool:
         """Before each request (``fingerprint`` with the first). True if an earlier run left the item in
-        flight: its answer was lost, and it may have been charged."""
+        flight: its answer was lost, and it may have been charged. A store with `leases` raises
+        `LeaseLost` unless this run holds the item: nothing is sent for an item another worker has."""
 
     async def note_attempt_failure(self, key: str, *, error_status: int | None, error: str,
                                    possibly_charged: bool) -> None:

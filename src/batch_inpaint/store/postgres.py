@@ -248,11 +248,15 @@ class PostgresStore:
     # --- items: sending -----------------------------------------------------------------------
 
     async def mark_in_flight(self, key: str, run_id: int, fingerprint: Fingerprint | None) -> bool:
+        """Only while this run holds the item's lease (`PostgresLeases.claim`), at every attempt: a worker
+        paused past its lease sends nothing for an item another worker took on, done or gave back."""
         async with self._tx() as conn:
-            cur = await conn.execute("SELECT status, run_id FROM batch_inpaint_items WHERE job=%s AND key=%s"
-                                     " FOR UPDATE", (self.job, key))
+            cur = await conn.execute("SELECT status, run_id, lease_run FROM batch_inpaint_items WHERE job=%s"
+                                     " AND key=%s FOR UPDATE", (self.job, key))
             row = await cur.fetchone()
-            resent = fingerprint is not None and row is not None and row[0] == "in_flight" and row[1] != run_id
+            if row is None or row[2] != run_id:
+                raise LeaseLost(key)
+            resent = fingerprint is not None and row[0] == "in_flight" and row[1] != run_id
             fields = fingerprint_columns(fingerprint) if fingerprint is not None else {}
             columns = "".join(f", {name}=%({name})s" for name in fields)
             await conn.execute(
