@@ -163,7 +163,26 @@ async def open_store(settings: Settings, *, create: bool = True) -> Store:
         return SqliteStore(settings.manifest_path, create=create)
     from .store.postgres import PostgresStore
 
-    return await PostgresStore.open(url, settings.job_name, lease_seconds=settings.lease, create=create)
+    job = settings.job_name
+    store = await PostgresStore.open(url, job, lease_seconds=settings.lease, create=create)
+    if not create:
+        return store
+    try:
+        from .jobfolder import mark_folder
+
+        assert settings.out_dir is not None
+        mark = mark_folder(settings.out_dir, job)  # made only by a worker that reached the job
+        if mark.job != job and not settings.job:  # another worker, mounting the folder elsewhere, marked it first
+            await store.aclose()
+            store = await PostgresStore.open(url, mark.job, lease_seconds=settings.lease)
+        elif mark.job != job:
+            raise ConfigError(f"{settings.out_dir} holds the results of job {mark.job!r}, not {job!r}: give "
+                              f"--job {mark.job!r}, or another output folder (nothing was sent)")
+        await store.check_folder(mark.token)
+    except BaseException:
+        await store.aclose()
+        raise
+    return store
 
 
 async def run_pass(settings: Settings, engine: Engine, store: Store, limiter: Limiter, control: RunControl,

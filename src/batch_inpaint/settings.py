@@ -180,13 +180,16 @@ class Settings:
 
     @property
     def job_name(self) -> str:
+        """``--job``; else the job the output folder holds (`jobfolder`), else a new one named by it."""
+        from .jobfolder import read_mark
         from .store.postgres import default_job
 
         if self.job:
             return self.job
         if self.out_dir is None:
             raise ConfigError("no output folder (--out)")
-        return default_job(str(self.out_dir))
+        mark = read_mark(self.out_dir)
+        return mark.job if mark is not None else default_job(str(self.out_dir))
 
     @property
     def limit_sharing(self) -> str:

@@ -143,6 +143,43 @@ def test_a_worker_paused_past_its_lease_records_nothing_over_the_new_holder(emul
     assert "items: done 24" in shown and "workers alive: 0" in shown
 
 
+def test_hosts_that_mount_the_folder_at_different_paths_are_one_job(emulator, tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    """No --job: each worker's default is its own path to the folder, and the folder's mark makes them one."""
+    write_tree(tmp_path / "data", [f"p{i:03d}" for i in range(30)], size=(64, 48), seed=45)
+    emu = emulator("--rate", "3000", "--latency-mean", "0.2")
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "mnt-b"
+    elsewhere.symlink_to(out, target_is_directory=True)  # the same folder, mounted at another path
+    procs = [worker(tmp_path / "data", folder, emu.url, postgres.url, 3000, tmp_path / f"host{i}")
+             for i, folder in enumerate((out, elsewhere))]
+    ended = finish(procs)
+    assert [code for code, _, _ in ended] == [0, 0], [err[-2000:] for _, _, err in ended]
+    charged = charged_pictures(emu)
+    assert len(charged) == 30 and set(charged.values()) == {1}, charged.most_common(3)  # one job: paid once each
+    assert "items: done 30" in status(elsewhere, postgres.url) and "items: done 30" in status(out, postgres.url)
+
+
+def test_a_worker_whose_folder_is_not_the_jobs_sends_nothing(emulator, tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    """A pod with a disk of its own where the shared volume should be, and a mistyped --job on a folder
+    with another job's results: both refused with the reason, before a request (each would pay again)."""
+    write_tree(tmp_path / "data", [f"p{i:03d}" for i in range(6)], size=(64, 48), seed=46)
+    emu = emulator("--rate", "3000")
+    (code, _, err), = finish([worker(tmp_path / "data", tmp_path / "shared", emu.url, postgres.url, 3000,
+                                     tmp_path / "host0", "--job", "photos")])
+    assert code == 0, err[-2000:]
+    requests = len(emu.entries())
+    own_disk = worker(tmp_path / "data", tmp_path / "own-disk", emu.url, postgres.url, 3000, tmp_path / "host1",
+                      "--job", "photos")
+    typo = worker(tmp_path / "data", tmp_path / "shared", emu.url, postgres.url, 3000, tmp_path / "host2",
+                  "--job", "phtos")
+    (own_code, _, own_err), (typo_code, _, typo_err) = finish([own_disk, typo])
+    assert own_code == 2 and "must write to the one shared folder" in own_err, own_err[-2000:]
+    assert typo_code == 2 and "holds the results of job 'photos', not 'phtos'" in typo_err, typo_err[-2000:]
+    assert len(emu.entries()) == requests
+    assert PG_PASSWORD not in own_err + typo_err
+
+
 def _sent(emu) -> int:  # type: ignore[no-untyped-def]
     return sum(1 for e in emu.entries() if e.get("key") is not None)
 

@@ -11,7 +11,7 @@ from typing import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from batch_inpaint.errors import ManifestError, NoManifest
+from batch_inpaint.errors import ConfigError, ManifestError, NoManifest
 from batch_inpaint.pairing import FileSig
 from batch_inpaint.store import LeaseLost, OutputRecord, SeenItem
 from batch_inpaint.store.postgres import PostgresStore
@@ -140,3 +140,43 @@ async def test_a_worker_that_lost_an_item_sends_nothing_for_it(two) -> None:  # 
     rows = await a.lookup(["x.jpg", "y.jpg"])
     assert (rows["x.jpg"].status, rows["y.jpg"].status) == ("done", "pending")
     assert not await a.leases.claim("x.jpg", run_a)  # done stays done: no one takes it on again
+
+
+@pytest.mark.asyncio
+async def test_a_job_takes_one_output_folder(two) -> None:  # type: ignore[no-untyped-def]
+    """The first folder token a job is given stands; a worker with another (a disk of its own where the
+    shared volume should be) is refused, and says so without the URL's password."""
+    a, b = two
+    await a.check_folder("folder-1")
+    await b.check_folder("folder-1")
+    with pytest.raises(ConfigError, match="must write to the one shared folder") as caught:
+        await b.check_folder("folder-2")
+    assert PG_PASSWORD not in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_a_manifest_of_the_first_schema_is_migrated(postgres) -> None:  # type: ignore[no-untyped-def]
+    """Made by the first fleet release (no folder per job): the job's items stay; its next worker's folder
+    becomes the job's."""
+    import psycopg
+
+    from batch_inpaint.store.postgres import _MIGRATIONS
+
+    async with await psycopg.AsyncConnection.connect(postgres.url, autocommit=True) as admin:
+        await admin.execute("DROP DATABASE IF EXISTS schema_one")
+        await admin.execute("CREATE DATABASE schema_one")
+    url = postgres.url.rsplit("/", 1)[0] + "/schema_one"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as old:
+        await old.execute(_MIGRATIONS[1])
+        await old.execute("CREATE TABLE batch_inpaint_schema (component text PRIMARY KEY, version integer NOT NULL);"
+                          "INSERT INTO batch_inpaint_schema VALUES ('manifest', 1);"
+                          "INSERT INTO batch_inpaint_jobs VALUES ('old', 'xxh128', 0);"
+                          "INSERT INTO batch_inpaint_items (job, key, status) VALUES ('old', 'a.jpg', 'done')")
+    store = await PostgresStore.open(url, "old")
+    try:
+        assert await store.counts() == {"done": 1}
+        await store.check_folder("folder-1")
+        with pytest.raises(ConfigError):
+            await store.check_folder("folder-2")
+    finally:
+        await store.aclose()

@@ -28,7 +28,7 @@ from .base import (
     LeaseLost, Leases, OutputRecord, Outlook, Problem, RunEnd, RunRecord, SeenItem, Worker,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _NOW = "extract(epoch FROM clock_timestamp())"
 _MIGRATIONS = {
     1: """
@@ -63,6 +63,8 @@ _MIGRATIONS = {
     );
     CREATE INDEX batch_inpaint_runs_job ON batch_inpaint_runs (job);
     """,
+    # the output folder the job writes to, by its mark's token (`jobfolder`)
+    2: "ALTER TABLE batch_inpaint_jobs ADD COLUMN folder text",
 }
 _ROW_COLUMNS = ", ".join(ItemRow._fields)
 _ITEM_COLUMNS = ", ".join(ItemRecord.__dataclass_fields__)
@@ -147,6 +149,15 @@ class PostgresStore:
             if row is None:
                 raise NoManifest(f"{self.location}: no such job in this manifest (has a run used it?)")
             self.content_hash = row[0]
+
+    async def check_folder(self, token: str) -> None:
+        """The output folder this worker writes to, by its mark's token (`jobfolder.JobMark`): the job keeps
+        the first it is given and refuses a worker with any other."""
+        await self._q("UPDATE batch_inpaint_jobs SET folder=%s WHERE job=%s AND folder IS NULL", (token, self.job))
+        if (await self._q("SELECT folder FROM batch_inpaint_jobs WHERE job=%s", (self.job,), fetch="one"))[0] != token:
+            raise ConfigError(f"job {self.job!r} writes to another output folder than this worker's: every worker "
+                              "of a job must write to the one shared folder (a shared volume, the same on every "
+                              "host), and this one's is a folder of its own (nothing was sent)")
 
     async def _q(self, sql: str, params: Any = None, *, fetch: str = "") -> Any:
         """One statement, under the store's lock: its rows (``fetch``), or how many it changed."""
@@ -424,5 +435,6 @@ class PostgresLeases:
 
 
 def default_job(out: str) -> str:
-    """A job's name when none is given: its output location, so the same command on every host is one job."""
+    """A new job's name when none is given: its output location as its first worker sees it (the others
+    read it from the folder's mark, `jobfolder`, wherever they mount the folder)."""
     return out if "://" in out else os.path.abspath(out)
