@@ -143,6 +143,42 @@ def test_a_worker_paused_past_its_lease_records_nothing_over_the_new_holder(emul
     assert "items: done 24" in shown and "workers alive: 0" in shown
 
 
+def test_a_worker_stopped_with_sigterm_gives_its_items_back_at_once(emulator, tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    """Its requests in flight finish and are recorded; the items it held are free at once, not after its
+    lease (60 s here): the job goes on without a picture paid twice."""
+    write_tree(tmp_path / "data", [f"p{i:03d}" for i in range(60)], size=(64, 48), seed=47)
+    emu = emulator("--rate", "3000", "--latency-mean", "1.0")
+    out = tmp_path / "out"
+    first = worker(tmp_path / "data", out, emu.url, postgres.url, 3000, tmp_path / "host0", "--concurrency", "3")
+    second = worker(tmp_path / "data", out, emu.url, postgres.url, 3000, tmp_path / "host1")
+    assert wait_for(lambda: _leases_of(postgres.url, first.pid, ended=False) >= 2, timeout=60)
+    first.send_signal(signal.SIGTERM)
+    (first_code, first_summary, first_err), = finish([first])
+    assert first_code == 143, first_err[-2000:]
+    assert "no longer be shared" not in first_err and "error:" not in first_err, first_err[-2000:]  # its connections whole
+    assert _leases_of(postgres.url, first.pid, ended=True) == 0  # given back as it stopped
+    (code, summary, err), = finish([second])
+    assert code == 0, err[-2000:]
+    charged = charged_pictures(emu)
+    assert len(charged) == 60 and set(charged.values()) == {1}, charged.most_common(3)
+    assert first_summary["counts"]["done"] + summary["counts"]["done"] == 60
+    assert "items: done 60" in status(out, postgres.url)
+
+
+def _leases_of(url: str, pid: int, *, ended: bool) -> int:
+    """Items leased by the worker with this pid, while it runs or after it ended."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        try:
+            (n,), = conn.execute("SELECT COUNT(*) FROM batch_inpaint_items i JOIN batch_inpaint_runs r ON r.id ="
+                                 " i.lease_run AND r.job = i.job WHERE r.pid = %s AND (r.ended_at IS NOT NULL) = %s",
+                                 (pid, ended)).fetchall()
+        except psycopg.errors.UndefinedTable:  # no worker has made the tables yet
+            return 0
+    return int(n)
+
+
 def test_hosts_that_mount_the_folder_at_different_paths_are_one_job(emulator, tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
     """No --job: each worker's default is its own path to the folder, and the folder's mark makes them one."""
     write_tree(tmp_path / "data", [f"p{i:03d}" for i in range(30)], size=(64, 48), seed=45)

@@ -180,3 +180,23 @@ async def test_a_manifest_of_the_first_schema_is_migrated(postgres) -> None:  # 
             await store.check_folder("folder-2")
     finally:
         await store.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_look_cut_short_by_a_stopping_run_leaves_the_connection_whole(two, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A stopping run cancels its walk mid-query: the query ends first (psycopg would close a connection
+    whose query was cancelled, and with it every later write of the worker, its giving items back too).
+    A database that does not answer at all is given up after `SHIELD_SECONDS`, with the reason."""
+    import anyio
+
+    from batch_inpaint import pgconn
+
+    a, _ = two
+    answer = None
+    with anyio.move_on_after(0.05) as scope:
+        answer = await a._q("SELECT 7 FROM pg_sleep(0.3)", fetch="one")
+    assert scope.cancel_called and answer == (7,)  # the query ended, then the cancellation came
+    assert await a.counts() == {}  # the connection still serves
+    monkeypatch.setattr(pgconn, "SHIELD_SECONDS", 0.2)
+    with anyio.move_on_after(0.05), pytest.raises(ManifestError, match="no answer from the database within 0.2 s"):
+        await a._q("SELECT pg_sleep(2)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..pgconn import SCHEMA_LOCK, close_quietly, failure
+from ..pgconn import SCHEMA_LOCK, close_quietly, failure, shielded
 from ..redaction import redact_url
 from .boards import BoardError, Change, T
 from .schedule import Schedule
@@ -69,19 +69,20 @@ class PostgresBoard:
         from psycopg.types.json import Jsonb
 
         try:
-            async with self._conn.transaction():
-                state = await self._locked_state()
-                cur = await self._conn.execute(
-                    "SELECT extract(epoch FROM clock_timestamp())::float8, ARRAY(SELECT pid FROM pg_stat_activity)")
-                now, pids = await cur.fetchone()
-                sessions = {str(pid) for pid in pids}
-                schedule = Schedule(state)
-                schedule.prune(lambda member: member.token in sessions)
-                result = change(schedule, now)
-                await self._conn.execute(
-                    "UPDATE batch_inpaint_schedules SET state = %s, updated = clock_timestamp() WHERE key_id = %s",
-                    (Jsonb(schedule.dump()), self.key))
-            return result
+            with shielded(self._error):
+                async with self._conn.transaction():
+                    state = await self._locked_state()
+                    cur = await self._conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8,"
+                                                   " ARRAY(SELECT pid FROM pg_stat_activity)")
+                    now, pids = await cur.fetchone()
+                    sessions = {str(pid) for pid in pids}
+                    schedule = Schedule(state)
+                    schedule.prune(lambda member: member.token in sessions)
+                    result = change(schedule, now)
+                    await self._conn.execute("UPDATE batch_inpaint_schedules SET state = %s,"
+                                             " updated = clock_timestamp() WHERE key_id = %s",
+                                             (Jsonb(schedule.dump()), self.key))
+                return result
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
@@ -89,9 +90,11 @@ class PostgresBoard:
         import psycopg
 
         try:
-            cur = await self._conn.execute("SELECT state FROM batch_inpaint_schedules WHERE key_id = %s", (self.key,))
-            row = await cur.fetchone()
-            await self._conn.commit()
+            with shielded(self._error):
+                cur = await self._conn.execute("SELECT state FROM batch_inpaint_schedules WHERE key_id = %s",
+                                               (self.key,))
+                row = await cur.fetchone()
+                await self._conn.commit()
         except psycopg.Error as exc:
             raise self._error(exc) from None
         return Schedule(row[0] if row else None)
@@ -101,11 +104,12 @@ class PostgresBoard:
         import psycopg
 
         try:
-            cur = await self._conn.execute("SELECT state FROM batch_inpaint_schedules")
-            rows = await cur.fetchall()
-            cur = await self._conn.execute("SELECT ARRAY(SELECT pid FROM pg_stat_activity)")
-            (pids,) = await cur.fetchone()
-            await self._conn.commit()
+            with shielded(self._error):
+                cur = await self._conn.execute("SELECT state FROM batch_inpaint_schedules")
+                rows = await cur.fetchall()
+                cur = await self._conn.execute("SELECT ARRAY(SELECT pid FROM pg_stat_activity)")
+                (pids,) = await cur.fetchone()
+                await self._conn.commit()
         except psycopg.Error as exc:
             raise self._error(exc) from None
         sessions = {str(pid) for pid in pids}

@@ -20,7 +20,7 @@ import anyio
 from ..errors import ConfigError, ManifestError, NoManifest
 from ..hashing import XXH128
 from ..pairing import FileSig
-from ..pgconn import SCHEMA_LOCK, close_quietly, failure
+from ..pgconn import SCHEMA_LOCK, close_quietly, failure, shielded
 from ..redaction import redact_url
 from .rows import RUN_COLUMNS, decimal, fingerprint_columns, item_record, output_columns, run_record, sig_columns
 from .base import (
@@ -165,12 +165,13 @@ class PostgresStore:
 
         async with self._lock:
             try:
-                cur = await self._conn.execute(sql, params)
-                if fetch == "one":
-                    return await cur.fetchone()
-                if fetch == "all":
-                    return await cur.fetchall()
-                return cur.rowcount
+                with shielded(self._error):
+                    cur = await self._conn.execute(sql, params)
+                    if fetch == "one":
+                        return await cur.fetchone()
+                    if fetch == "all":
+                        return await cur.fetchall()
+                    return cur.rowcount
             except psycopg.Error as exc:
                 raise self._error(exc) from None
 
@@ -181,8 +182,9 @@ class PostgresStore:
 
         async with self._lock:
             try:
-                async with self._conn.transaction():
-                    yield self._conn
+                with shielded(self._error):
+                    async with self._conn.transaction():
+                        yield self._conn
             except psycopg.Error as exc:
                 raise self._error(exc) from None
 
