@@ -46,6 +46,8 @@ class Intake:
         self.leases = triage.store.leases
         #: Keys a sweep walked again (`_sweep`), until they are taken or not.
         self._swept: set[str] = set()
+        #: Keys the first walk left for a later pass, their files still being written (`watch --settle`).
+        self._unsettled: set[str] = set()
 
     async def run(self, ready: MemoryObjectSendStream[Prepared]) -> None:
         async with anyio.create_task_group() as tg, ready:
@@ -80,15 +82,23 @@ class Intake:
         worker that joins late finds work left."""
         if self.leases is None:
             return True
-        swept = pair.key in self._swept
-        self._swept.discard(pair.key)
-        taken = await self.leases.claim(pair.key, self.recorder.run_id)
-        if taken and swept:  # the first walk counted it as another worker's
-            self.stats.due += 1
-            self.stats.elsewhere = max(0, self.stats.elsewhere - 1)
+        key, stats = pair.key, self.stats
+        swept = key in self._swept
+        self._swept.discard(key)
+        taken = await self.leases.claim(key, self.recorder.run_id)
+        if swept and key in self._unsettled:  # the first walk counted it as still being written
+            self._unsettled.discard(key)
+            stats.unsettled -= 1
+            if taken:
+                stats.due += 1
+            else:
+                stats.elsewhere += 1
+        elif taken and swept:  # the first walk counted it as another worker's
+            stats.due += 1
+            stats.elsewhere = max(0, stats.elsewhere - 1)
         elif not taken and not swept:
-            self.stats.due -= 1
-            self.stats.elsewhere += 1
+            stats.due -= 1
+            stats.elsewhere += 1
         return taken
 
     async def _sweep(self, leases: Leases, due: MemoryObjectSendStream[Pair]) -> None:
@@ -113,8 +123,9 @@ class Intake:
                 walked, capture = anyio.current_time(), True
                 async for chunk in walked_chunks(self.settings, store=self.triage.store):
                     for pair in (await self.triage.sort(chunk)).due:
-                        self._swept.add(pair.key)
-                        await due.send(pair)
+                        if self.settle is None or self.settle.ready(pair):  # a file being copied waits here too
+                            self._swept.add(pair.key)
+                            await due.send(pair)
                 continue
             if not outlook.held_by_others and (not outlook.claimable or state == left):
                 return
@@ -143,6 +154,8 @@ class Intake:
         if self.settle is not None:  # files still being written wait for a later pass
             due = [pair for pair in due if self.settle.ready(pair)]
             stats.unsettled += len(sorted_.due) - len(due)
+            if self.leases is not None and len(due) < len(sorted_.due):  # a sweep may take them in this pass
+                self._unsettled.update({pair.key for pair in sorted_.due} - {pair.key for pair in due})
         stats.due += len(due) + len(sorted_.invalid) + len(sorted_.unreadable)
         return due
 

@@ -15,7 +15,7 @@ from batch_inpaint.events import FIELDS
 
 from ..conftest import CANARY_KEY, run_cli, start_cli, wait_for
 from ..webhook import webhook
-from .helpers import FAST_RETRIES, check_output, pairs_of, write_config
+from .helpers import FAST_RETRIES, check_output, copy_slowly, pairs_of, write_config
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 FINAL_EVENT = {"done": "item_done", "failed": "item_failed", "invalid": "item_invalid", "no_mask": "item_skipped",
@@ -172,17 +172,6 @@ def _watch(data: Path, out: Path, url: str, *extra: str):  # type: ignore[no-unt
                      "--rate", "600", "--log-format", "json", *extra, key=CANARY_KEY)
 
 
-def _copy_slowly(source: Path, target: Path, chunks: int = 5, pause: float = 0.6) -> None:
-    data = source.read_bytes()
-    size = len(data) // chunks + 1
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as fh:
-        for start in range(0, len(data), size):
-            fh.write(data[start:start + size])
-            fh.flush()
-            time.sleep(pause)
-
-
 def test_watch_sends_a_slow_copy_once_whole_and_an_image_when_its_mask_arrives(emulator, tmp_path: Path) -> None:
     data, out = tmp_path / "data", tmp_path / "out"
     (data / "photos").mkdir(parents=True)
@@ -192,7 +181,7 @@ def test_watch_sends_a_slow_copy_once_whole_and_an_image_when_its_mask_arrives(e
     try:
         time.sleep(1.5)
         shutil.copyfile(SAMPLES / "masks" / "coffee.png", data / "masks" / "coffee.png")
-        _copy_slowly(SAMPLES / "photos" / "coffee.jpg", data / "photos" / "coffee.jpg")  # 3 s, in five pieces
+        copy_slowly(SAMPLES / "photos" / "coffee.jpg", data / "photos" / "coffee.jpg")  # 3 s, in five pieces
         shutil.copyfile(SAMPLES / "photos" / "astronaut.jpg", data / "photos" / "astronaut.jpg")  # no mask yet
         assert wait_for(lambda: (out / "coffee.png").exists(), timeout=30)
         time.sleep(2.5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from batch_inpaint.synthetic import write_tree
 
 from ..conftest import cli_env, run_cli, spawn, wait_for
 from ..postgres import PG_PASSWORD
-from .helpers import check_output, pairs_of
+from .helpers import check_output, copy_slowly, pairs_of
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 WINDOW = 20.0
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 def worker(data: Path, out: Path, api: str, manifest: str, rate: float, state: Path, *extra: str) -> subprocess.Popen[str]:
@@ -177,6 +179,35 @@ def _leases_of(url: str, pid: int, *, ended: bool) -> int:
         except psycopg.errors.UndefinedTable:  # no worker has made the tables yet
             return 0
     return int(n)
+
+
+def test_watching_workers_send_a_slow_copy_once_it_is_whole(emulator, tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    """`watch` in a fleet: a file still being copied waits for --settle in every worker, including when
+    one looks again for items the others could leave (its sweep)."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    (data / "photos").mkdir(parents=True)
+    (data / "masks").mkdir()
+    emu = emulator("--rate", "3000")
+    cmd = [sys.executable, "-m", "batch_inpaint", "watch", str(data / "photos"), "--masks", str(data / "masks"),
+           "-o", str(out), "--api-url", emu.url, "--rate", "3000", "--settle", "1.5", "--log-format", "json"]
+    procs = [spawn(cmd, cli_env("test-key", BATCH_INPAINT_MANIFEST=postgres.url, XDG_STATE_HOME=str(tmp_path / f"host{i}")))
+             for i in range(2)]
+    try:
+        time.sleep(1.5)
+        shutil.copyfile(SAMPLES / "masks" / "coffee.png", data / "masks" / "coffee.png")
+        copy_slowly(SAMPLES / "photos" / "coffee.jpg", data / "photos" / "coffee.jpg")  # 3 s, in five pieces
+        assert wait_for(lambda: (out / "coffee.png").exists(), timeout=30)
+        time.sleep(2.0)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        ended = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [143, 143], [err[-2000:] for _, err in ended]
+    events = [json.loads(line) for _, err in ended for line in err.splitlines() if line.startswith("{")]
+    assert [e["path"] for e in events if e["event"] == "item_done"] == ["coffee.jpg"]  # once, by one worker
+    assert not [e for e in events if e["event"] in ("item_invalid", "item_failed")]  # no half picture looked at
+    assert emu.charged() == len(emu.entries()) == 1
+    check_output(data / "photos" / "coffee.jpg", data / "masks" / "coffee.png", out / "coffee.png")
 
 
 def test_hosts_that_mount_the_folder_at_different_paths_are_one_job(emulator, tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
