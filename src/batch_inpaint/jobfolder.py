@@ -1,7 +1,8 @@
 """A fleet's output folder names its job (``.batch-inpaint/job``), so the workers of one job agree on it
 wherever their hosts mount the folder, and a worker whose folder is not the job's is stopped before it
 sends anything: a pod with a disk of its own where the shared volume should be, or a mistyped ``--job``
-on a folder that holds another job's results (both would pay again for pictures already done)."""
+on a folder that holds another job's results (both would pay again for pictures already done).
+`runner.open_store` makes the mark and checks it against the job."""
 
 from __future__ import annotations
 
@@ -62,4 +63,3 @@ def mark_folder(out_dir: Path, job: str) -> JobMark:
         raise ManifestError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         part.unlink(missing_ok=True)
-
