@@ -153,8 +153,9 @@ class PostgresStore:
     async def check_folder(self, token: str) -> None:
         """The output folder this worker writes to, by its mark's token (`jobfolder.JobMark`): the job keeps
         the first it is given and refuses a worker with any other."""
-        await self._q("UPDATE batch_inpaint_jobs SET folder=%s WHERE job=%s AND folder IS NULL", (token, self.job))
-        if (await self._q("SELECT folder FROM batch_inpaint_jobs WHERE job=%s", (self.job,), fetch="one"))[0] != token:
+        (folder,) = await self._q("UPDATE batch_inpaint_jobs SET folder=COALESCE(folder, %s) WHERE job=%s"
+                                  " RETURNING folder", (token, self.job), fetch="one")
+        if folder != token:
             raise ConfigError(f"job {self.job!r} writes to another output folder than this worker's: every worker "
                               "of a job must write to the one shared folder (a shared volume, the same on every "
                               "host), and this one's is a folder of its own (nothing was sent)")
