@@ -4,6 +4,8 @@ state folder of its own, as on a host of its own: what they share goes through P
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -225,6 +227,14 @@ def test_hosts_that_mount_the_folder_at_different_paths_are_one_job(emulator, tm
     charged = charged_pictures(emu)
     assert len(charged) == 30 and set(charged.values()) == {1}, charged.most_common(3)  # one job: paid once each
     assert "items: done 30" in status(elsewhere, postgres.url) and "items: done 30" in status(out, postgres.url)
+    exported = run_cli("export", str(elsewhere), "--manifest", postgres.url)  # the job's record, read from Postgres
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 30 and {row["status"] for row in rows} == {"done"}
+    report = run_cli("report", str(out), "--manifest", postgres.url)
+    assert report.returncode == 0 and "report of 30 items" in report.stderr, report.stderr
+    page = (out / ".batch-inpaint" / "report" / "index.html").read_text()
+    assert PG_PASSWORD not in exported.stdout + exported.stderr + report.stdout + report.stderr + page
 
 
 def test_a_worker_whose_folder_is_not_the_jobs_sends_nothing(emulator, tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
