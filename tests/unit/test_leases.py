@@ -200,3 +200,31 @@ async def test_a_look_cut_short_by_a_stopping_run_leaves_the_connection_whole(tw
     monkeypatch.setattr(pgconn, "SHIELD_SECONDS", 0.2)
     with anyio.move_on_after(0.05), pytest.raises(ManifestError, match="no answer from the database within 0.2 s"):
         await a._q("SELECT pg_sleep(2)")
+
+
+@pytest.mark.asyncio
+async def test_a_worker_sends_its_first_request_before_its_walk_ends(postgres, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Claims go item by item as pairs are prepared: a fleet's worker starts sending while a large walk
+    is still going, as a run alone does."""
+    from batch_inpaint.batch import Batch
+    from batch_inpaint.engines.fake import FakeEngine
+    from batch_inpaint.limiter import Unlimited
+    from batch_inpaint.settings import Settings
+    from batch_inpaint.synthetic import write_tree
+
+    write_tree(tmp_path / "in", [f"d{i // 100}/p{i:04d}" for i in range(1200)], size=(16, 12))
+    walked_at_first_request: list[bool] = []
+
+    def first(request: object) -> None:
+        if not walked_at_first_request:
+            walked_at_first_request.append(batch.stats.walk_finished)
+
+    store = await PostgresStore.open(postgres.url, str(tmp_path / "out"))
+    try:
+        settings = Settings(input_dir=tmp_path / "in" / "photos", masks_dir=tmp_path / "in" / "masks",
+                            out_dir=tmp_path / "out", rate=60, report=False)
+        batch = Batch(settings, engine=FakeEngine([], on_call=first), store=store, limiter=Unlimited())
+        await batch.run()
+    finally:
+        await store.aclose()
+    assert walked_at_first_request == [False] and batch.stats.done == 1200
