@@ -9,11 +9,10 @@ answer is kept beside the manifest, ``OUT/.batch-inpaint/answers/<request>.png``
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 
 from . import png
+from .buckets import Location
 from .locations import answers_dir
 from .output import write_atomic
 from .hashing import same_content
@@ -23,7 +22,7 @@ from .store import ANSWER_IN_OUTPUT, ANSWER_KEPT, AnswerSource
 
 
 class Answers:
-    def __init__(self, out_dir: Path, fmt: str, *, keep: bool) -> None:
+    def __init__(self, out_dir: Location, fmt: str, *, keep: bool) -> None:
         self.out_dir = out_dir
         self.folder = answers_dir(out_dir)
         self.fmt = fmt

@@ -29,7 +29,7 @@ from .intake import Intake
 from .limiter import Limiter, Slot
 from .metrics import MetricsFile
 from .locations import report_thumbs
-from .output import DISK_ERRNOS, OutputWriter
+from .output import OutputWriter
 from .pieces import Pieces
 from .preflight import Prepared
 from .recording import Recorder
@@ -208,7 +208,7 @@ class Batch:
                 self.control.fail(exc)
             except OutputError as exc:
                 await self.recorder.settle(key, "failed", f"paid for, but the output could not be written: {exc}")
-                if exc.errno in DISK_ERRNOS:
+                if self.writer.unusable(exc):
                     self.control.fail(DiskUnwritable(
                         f"stopped so no more credits are spent on results that cannot be saved: {exc}"))
             except ItemError as exc:

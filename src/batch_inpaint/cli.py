@@ -16,6 +16,7 @@ import anyio.abc
 
 from . import __version__
 from .errors import ConfigError, LockHeld, ManifestError, OutputError, first_error
+from .buckets import location
 from .exitcodes import EXIT_MEANINGS, ExitCode
 from .settings import (
     ENGINES, EXPORT_FORMATS, LOCAL_METHODS, LOG_FORMATS, MODES, NOTIFY_ON, OUTPUT_FORMATS, OVERSIZE, PROGRESS_MODES,
@@ -41,9 +42,10 @@ def _exit_codes() -> str:
 
 def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
     """The options of `run`; `plan` takes those that change what a run would do, not how it shows it."""
-    p.add_argument("input_dir", nargs="?", type=Path, metavar="INPUT", help="folder of photos (omit with --pairs)")
-    p.add_argument("-o", "--out", dest="out_dir", type=Path, metavar="OUT",
-                   help="output folder, mirroring the input tree (required; or out in the config file)")
+    p.add_argument("input_dir", nargs="?", type=location, metavar="INPUT",
+                   help="folder of photos, or a bucket's URL: s3://BUCKET/PREFIX (omit with --pairs)")
+    p.add_argument("-o", "--out", dest="out_dir", type=location, metavar="OUT",
+                   help="output folder or bucket URL, mirroring the input tree (required; or out in the config file)")
     p.add_argument("-c", "--config", type=Path, metavar="FILE", help="TOML settings file (see configs/)")
     if not plan:
         quiet = p.add_mutually_exclusive_group()
@@ -52,11 +54,12 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
         quiet.add_argument("-v", "--verbose", action="store_const", const=True,
                            help="a line for every item as it is settled")
     g = p.add_argument_group("pairing")
-    g.add_argument("--masks", dest="masks_dir", type=Path, metavar="DIR",
-                   help="mirror folder of masks (same relative path and stem)")
-    g.add_argument("--mask", dest="mask_file", type=Path, metavar="FILE",
+    g.add_argument("--masks", dest="masks_dir", type=location, metavar="DIR",
+                   help="mirror folder (or URL) of masks (same relative path and stem)")
+    g.add_argument("--mask", dest="mask_file", type=location, metavar="FILE",
                    help="one mask for every image (a fixed watermark)")
-    g.add_argument("--pairs", dest="pairs_file", type=Path, metavar="FILE", help="CSV or JSONL list: image, mask[, output]")
+    g.add_argument("--pairs", dest="pairs_file", type=location, metavar="FILE",
+                   help="CSV or JSONL list: image, mask[, output]")
     g.add_argument("--mask-suffix", metavar="SUFFIX", help="sibling mask suffix (default _mask: x.jpg + x_mask.png)")
     g.add_argument("--masks-from", metavar="coco:FILE.json|yolo:LABELS_DIR",
                    help="draw the masks from annotations: every object of --classes, each grown by --dilate "
@@ -90,9 +93,11 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
                    help="runs in a row that retry an item which failed on server or network errors (default 3)")
     g.add_argument("--outage-seconds", type=float, metavar="SECONDS",
                    help="stop (exit 7, items left pending) when the API has not answered for this long (default 60)")
+    _storage_option(p.add_argument_group("stores"))  # type: ignore[arg-type]
     g = p.add_argument_group("manifest and credits")
     g.add_argument("--manifest", metavar="FILE|URL",
-                   help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3), or postgresql://USER@HOST/DB: "
+                   help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3; with a bucket OUT, in the user's "
+                        "state folder), or postgresql://USER@HOST/DB: "
                         "every run with the same one and --job shares the work (env BATCH_INPAINT_MANIFEST)")
     g.add_argument("--job", metavar="NAME", help="the job in a Postgres manifest (default: the output folder's path; "
                    "env BATCH_INPAINT_JOB)")
@@ -151,14 +156,15 @@ _SETTING_FLAGS = ("input_dir", "out_dir", "masks_dir", "mask_file", "pairs_file"
                   "outage_seconds", "manifest", "job", "lease", "retry_failed", "force", "adopt_existing",
                   "max_credits", "mask_threshold", "dilate", "resize_mask", "oversize", "copy_empty",
                   "output_format", "quality", "keep_answers", "dry_run", "progress", "summary", "verbose",
-                  "report", "report_dir", "log_format", "metrics_file", "notify_url", "notify_on", "settle", "poll")
+                  "report", "report_dir", "log_format", "metrics_file", "notify_url", "notify_on", "settle", "poll",
+                  "storage_options")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     values = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
     if getattr(args, "quiet", False):
         values["progress"] = "none"
-    for name in ("include", "exclude", "classes"):
+    for name in ("include", "exclude", "classes", "storage_options"):
         patterns: list[str] | None = values[name]
         if patterns is not None:
             values[name] = tuple(patterns)
@@ -166,10 +172,17 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _manifest_options(p: argparse.ArgumentParser) -> None:
+    _storage_option(p)
     p.add_argument("--manifest", metavar="FILE|URL", help="the manifest, if not in OUT/.batch-inpaint/: a file, or "
                    "a Postgres job's postgresql://USER@HOST/DB (env BATCH_INPAINT_MANIFEST)")
     p.add_argument("--job", metavar="NAME", help="the job in a Postgres manifest (default: OUT's path; env "
                    "BATCH_INPAINT_JOB)")
+
+
+def _storage_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", dest="storage_options", action="append", metavar="KEY=VALUE",
+                   help="an option for the store's fsspec file system, e.g. endpoint_url=http://minio:9000 "
+                        "or anon=true (repeatable; credentials come the store's standard way)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,14 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="counts, credits and failures of an output folder",
                        description="Counts, credits and failures of an output folder, from its manifest; while runs "
                                    "are active, which runs share the key's rate limit.")
-    p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
+    p.add_argument("out_dir", type=location, metavar="OUT", help="the output folder (or bucket URL) of a run")
     _manifest_options(p)
     p.add_argument("--limiter", metavar="host|postgresql://USER@HOST/DB",
                    help="where runs share the key's rate limit, to show who does (env BATCH_INPAINT_LIMITER)")
     p = sub.add_parser("export", help="one row per item, for dataset pipelines",
                        description="One row per item the walk saw (README lists the fields): status, paths, "
                                    "credits, attempts, times.")
-    p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
+    p.add_argument("out_dir", type=location, metavar="OUT", help="the output folder (or bucket URL) of a run")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="csv", help="csv (default) or jsonl, one object a line")
     _manifest_options(p)
     p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write here instead of standard output")
@@ -221,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write (or bring up to date) the HTML report of an output folder: figures, "
                                    "failures, flagged results and every result beside its original. It opens "
                                    "from the disk; its path is printed.")
-    p.add_argument("out_dir", type=Path, metavar="OUT", help="the output folder of a run")
+    p.add_argument("out_dir", type=location, metavar="OUT", help="the output folder (or bucket URL) of a run")
     p.add_argument("--report-dir", type=Path, metavar="DIR", help="write it here (default OUT/.batch-inpaint/report)")
     _manifest_options(p)
     from .emulator.cli import add_emulator_parser
@@ -388,7 +401,8 @@ def _report(args: argparse.Namespace) -> int:
     from .settings import build_settings
 
     try:
-        settings = build_settings({"out_dir": args.out_dir, "manifest": args.manifest, "job": args.job})
+        settings = build_settings({"out_dir": args.out_dir, "manifest": args.manifest, "job": args.job,
+                                   "storage_options": tuple(args.storage_options or ())})
     except ConfigError as exc:
         print(f"batch-inpaint: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE

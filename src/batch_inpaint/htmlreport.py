@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from . import locations, review
 from .errors import OutputError
+from .buckets import Location, is_url, read_bytes
 from .output import write_atomic
 from .reports import when
 from .store import ItemRecord, RunRecord, Store
@@ -47,7 +48,7 @@ class ReportWritten:
     missing_strips: int = 0
 
 
-async def write_report(store: Store, out_dir: Path, report_dir: Path, *, make: int = MAKE_AT_MOST) -> ReportWritten:
+async def write_report(store: Store, out_dir: Location, report_dir: Path, *, make: int = MAKE_AT_MOST) -> ReportWritten:
     """Write or update the report of the output folder ``out_dir`` in ``report_dir``.
 
     Items stream from the store a page at a time: what is kept of each beyond its page is its index in
@@ -79,11 +80,11 @@ class Front:
     credits: Any
     flagged_count: int
     flagged: list[Any]
-    out_dir: Path
+    out_dir: Location
 
 
 class _Pages:
-    def __init__(self, writer: "_Writer", out_dir: Path, report_dir: Path, since: float, make: int) -> None:
+    def __init__(self, writer: "_Writer", out_dir: Location, report_dir: Path, since: float, make: int) -> None:
         self.writer, self.out_dir, self.report_dir, self.since, self.make = writer, out_dir, report_dir, since, make
         self.rows: list[dict[str, Any]] = []
         self.count = 0
@@ -159,23 +160,25 @@ class _Pages:
 
 
 def _file_url(path: str | None) -> str | None:
-    return None if not path else Path(path).absolute().as_uri()
+    """A link the page can open: a file's; an object in a bucket has none a browser can follow (its
+    strip shows it)."""
+    return None if not path or is_url(path) else Path(path).absolute().as_uri()
 
 
-def _row(item: ItemRecord, out_dir: Path, report_dir: Path) -> dict[str, Any]:
+def _row(item: ItemRecord, out_dir: Location, report_dir: Path) -> dict[str, Any]:
     folder = item.key.rpartition("/")[0]
     output = None
-    if item.output_path and item.status in ("done", "empty_mask"):
+    if item.output_path and item.status in ("done", "empty_mask") and isinstance(out_dir, Path):
         output = quote(os.path.relpath(out_dir / item.output_path, report_dir).replace(os.sep, "/"))
     return {"k": item.key, "d": folder, "s": item.status, "e": item.error,
             "f": list(item.flags), "t": None, "i": _file_url(item.image_path), "m": _file_url(item.mask_path),
             "o": output, "_mask": item.mask_path, "_image": item.image_path, "_output": item.output_path}
 
 
-def _make_strip(row: dict[str, Any], out_dir: Path, thumbs: Path) -> bool:
+def _make_strip(row: dict[str, Any], out_dir: Location, thumbs: Path) -> bool:
     try:
-        image = Path(row["_image"]).read_bytes()
-        mask = Path(row["_mask"]).read_bytes()
+        image = read_bytes(row["_image"])
+        mask = read_bytes(row["_mask"])
         output = (out_dir / row["_output"]).read_bytes()
         review.save_strip(thumbs, row["k"], review.look(image, mask, output, judge=False).strip)
     except OutputError:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .buckets import BucketPath, Location
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -12,25 +16,36 @@ if TYPE_CHECKING:
 TOOL_DIR = ".batch-inpaint"
 
 
-def tool_dir(out_dir: Path) -> Path:
+def tool_dir(out_dir: Location) -> Path:
+    """Inside the output folder; for results in a bucket, a folder of the user's state folder named by
+    the output's URL (a bucket has no place for a manifest that is written a row at a time, nor a lock)."""
+    if isinstance(out_dir, BucketPath):
+        return bucket_state_dir(out_dir)
     return out_dir / TOOL_DIR
 
 
-def manifest_path(out_dir: Path, override: Path | None = None) -> Path:
+def bucket_state_dir(out: BucketPath) -> Path:
+    """``$XDG_STATE_HOME/batch-inpaint/buckets/<readable URL>-<hash>``: one per output URL."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", out.url)[:80]
+    digest = hashlib.blake2b(out.url.encode(), digest_size=5).hexdigest()
+    return state_dir() / "buckets" / f"{readable}-{digest}"
+
+
+def manifest_path(out_dir: Location, override: Path | None = None) -> Path:
     """The SQLite manifest: ``--manifest`` when given, else inside the output folder."""
     return override or tool_dir(out_dir) / "manifest.sqlite3"
 
 
-def lock_path(out_dir: Path) -> Path:
+def lock_path(out_dir: Location) -> Path:
     return tool_dir(out_dir) / "run.lock"
 
 
-def answers_dir(out_dir: Path) -> Path:
+def answers_dir(out_dir: Location) -> Path:
     """Answers paid for, kept so a change of output format needs no request (`answers`)."""
     return tool_dir(out_dir) / "answers"
 
 
-def report_dir(out_dir: Path, override: Path | None = None) -> Path:
+def report_dir(out_dir: Location, override: Path | None = None) -> Path:
     """The report's folder (`htmlreport`): ``--report-dir`` when given, else inside the tool folder."""
     return override or tool_dir(out_dir) / "report"
 

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import anyio
 
+from .buckets import Location
 from .output import write_atomic
 from .stats import RunStats
 from .store import STATUSES, Store
@@ -25,7 +26,7 @@ RUN_OUTCOMES = ("done", "copied", "reencoded", "adopted", "already_done", "faile
 class MetricsFile:
     """Started with the run (`watch`), written every ``every`` seconds and by `write` at its end."""
 
-    def __init__(self, path: Path, store: Store, stats: RunStats, out_dir: Path, every: float) -> None:
+    def __init__(self, path: Path, store: Store, stats: RunStats, out_dir: Location, every: float) -> None:
         self.path = path
         self.store = store
         self.stats = stats

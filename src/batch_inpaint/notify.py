@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from .buckets import Location
 from .redaction import origin
 from .stats import RunStats
 
@@ -29,7 +30,7 @@ def wanted(notify_on: str, exit_code: int) -> bool:
     return notify_on == "always" or exit_code != 0
 
 
-def body(stats: RunStats, exit_code: int, stop_reason: str | None, out_dir: Path, *,
+def body(stats: RunStats, exit_code: int, stop_reason: str | None, out_dir: Location, *,
          report: Path | None = None, duration: float | None = None) -> dict[str, Any]:
     host = socket.gethostname()
     done = stats.done + stats.copied + stats.reencoded + stats.adopted

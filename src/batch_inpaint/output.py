@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 
+from .buckets import BucketPath, Location
 from .errors import OutputError
 from .pairing import Pair
 from .hashing import fingerprint
@@ -19,10 +20,16 @@ from .store import OutputRecord
 
 #: errno values that say the whole disk is unusable, not just this one file.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: ... and the whole bucket: not there, or not this run's to write.
+BUCKET_ERRNOS = frozenset({errno.ENOENT, errno.EACCES})
 
 
-def output_path(out_dir: Path, rel: str) -> Path:
+def output_path(out_dir: Location, rel: str) -> Location:
     """The absolute output path for ``rel``, refusing anything that would land outside ``out_dir``."""
+    if isinstance(out_dir, BucketPath):
+        if rel.startswith("/") or ".." in rel.split("/") or not rel.strip("/"):
+            raise OutputError(f"output path {rel!r} would leave the output folder")
+        return out_dir / rel
     root = out_dir.resolve()
     target = (root / rel).resolve()
     if target == root or root not in target.parents:
@@ -33,13 +40,21 @@ def output_path(out_dir: Path, rel: str) -> Path:
 class OutputWriter:
     """Write: one result to its place under the output folder, atomically, never over an input."""
 
-    def __init__(self, out_dir: Path, fmt: str) -> None:
+    def __init__(self, out_dir: Location, fmt: str) -> None:
         self.out_dir = out_dir
         self.fmt = fmt
+
+    def unusable(self, exc: OutputError) -> bool:
+        """The error says no output can be written, not just this one: the run stops paying."""
+        return exc.errno in DISK_ERRNOS or isinstance(self.out_dir, BucketPath) and exc.errno in BUCKET_ERRNOS
 
     async def write(self, pair: Pair, data: Pieces) -> OutputRecord:
         rel = pair.output_rel(self.fmt)
         path = output_path(self.out_dir, rel)
+        if isinstance(path, BucketPath):
+            output_hash = await anyio.to_thread.run_sync(_put_and_hash, path, data)
+            return OutputRecord(rel, output_hash, len(data))
+        assert isinstance(path, Path)
         for source in (pair.image, pair.mask):
             if source is not None and os.path.exists(path) and _same_file(source, path):
                 raise OutputError(f"output {rel} would overwrite an input")
@@ -47,13 +62,22 @@ class OutputWriter:
         return OutputRecord(rel, output_hash, len(data))
 
 
-def _same_file(source: Path, path: Path) -> bool:
+def _same_file(source: Location, path: Path) -> bool:
     """Whether ``path`` is ``source``; an input gone since it was read (or a mask drawn from
-    annotations, which is no file) cannot be overwritten."""
+    annotations, which is no file, or an object in a bucket) cannot be overwritten."""
     try:
-        return os.path.samefile(source, path)
+        return isinstance(source, Path) and os.path.samefile(source, path)
     except OSError:
         return False
+
+
+def _put_and_hash(target: BucketPath, data: Pieces) -> str:
+    """One PUT: the object appears whole or not at all, and `done` is recorded only once it exists."""
+    try:
+        target.write_bytes(data.joined())
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror}", exc.errno) from None
+    return fingerprint(data)
 
 
 def _write_and_hash(path: Path, data: Pieces) -> str:

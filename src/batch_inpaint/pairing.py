@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Union
 
 from . import signatures
+from .buckets import BucketPath, Location, location
 from .errors import ConfigError
 from .signatures import SliceRequest, Taken
 from .settings import Settings
@@ -49,12 +50,12 @@ class Pair(NamedTuple):
     problem: str | None = None
 
     @property
-    def image(self) -> Path:
-        return Path(self.image_file)
+    def image(self) -> Location:
+        return location(self.image_file)
 
     @property
-    def mask(self) -> Path | None:
-        return None if self.mask_file is None else Path(self.mask_file)
+    def mask(self) -> Location | None:
+        return None if self.mask_file is None else location(self.mask_file)
 
     def output_rel(self, fmt: str) -> str:
         return f"{self.output_base}.{'jpg' if fmt == 'jpg' else fmt}"
@@ -64,7 +65,7 @@ class Pair(NamedTuple):
 class OrphanMask:
     """A mask with no image beside it: listed in the summary, never processed."""
 
-    path: Path
+    path: Location
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +82,8 @@ Walked = Union[Pair, OrphanMask, UnreadableFolder]
 
 @dataclass(frozen=True, slots=True)
 class PairingRules:
-    masks_dir: Path | None = None
-    mask_file: Path | None = None
+    masks_dir: Location | None = None
+    mask_file: Location | None = None
     mask_suffix: str = "_mask"
     recursive: bool = True
     follow_symlinks: bool = False
@@ -108,6 +109,7 @@ def pairs_or_folders(s: Settings) -> Iterator[Pair | Folder | UnreadableFolder]:
     if s.masks_from is not None:  # the images the annotations name (COCO), or those under INPUT (YOLO)
         from .annotations import load
 
+        assert isinstance(s.input_dir, Path)  # refused for a bucket (`runner.check_inputs`)
         return load(s.masks_from, classes=s.classes, dilate=s.mask_dilate, names_file=s.yolo_names).pairs(
             s.input_dir, rules)
     return walk_folders(s.input_dir, rules)
@@ -141,6 +143,8 @@ class Folder:
     clashing: set[str]
     orphans: list[str]  # mask file names
     follow: bool
+    #: The (size, tag) of each image and mask by name, from a store's listing (`paged_walk`): nothing to stat.
+    listed: tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]] | None = None
 
     def sign(self, start: int = 0, stop: int | None = None,
              known: Callable[[str, tuple[int | None, ...]], bool] | None = None,
@@ -151,7 +155,8 @@ class Folder:
         ``taken``: the signatures already taken (`slice_request`, by a helper process)."""
         images = self.images[start:stop]
         if taken is None:
-            taken = signatures.take(*self.slice_request(start, stop))
+            taken = self._listed(start, stop) if self.listed is not None else signatures.take(
+                *self.slice_request(start, stop))
         rel, directory, mask_dir, mask_names, fixed = self.rel, self.directory, self.mask_dir, self.masks, self.fixed_mask
         pairs: list[Pair] = []
         for (name, stem), sigs in zip(images, taken):
@@ -175,14 +180,24 @@ class Folder:
             [None] * len(images) if self.fixed_mask is not None else [masks.get(stem) for _, stem in images])
         return (self.directory, [name for name, _ in images], self.mask_dir, mask_names, self.fixed_mask, self.follow)
 
+    def _listed(self, start: int, stop: int | None) -> list[Taken]:
+        assert self.listed is not None
+        image_sigs, mask_sigs = self.listed
+        taken: list[Taken] = []
+        for name, stem in self.images[start:stop]:
+            mask = self.fixed_mask if self.fixed_mask is not None else self.masks.get(stem)
+            mask_sig = mask_sigs.get(mask) if mask is not None else None
+            taken.append((*image_sigs[name], *(mask_sig or (None, None))))
+        return taken
+
     def _base(self, name: str, stem: str) -> str:
         return self.rel + (name if stem in self.clashing else stem)
 
     def orphan_masks(self) -> list[OrphanMask]:
-        return [OrphanMask(Path(f"{self.mask_dir}/{name}")) for name in self.orphans]
+        return [OrphanMask(location(f"{self.mask_dir}/{name}")) for name in self.orphans]
 
 
-def walk(root: Path, rules: PairingRules) -> Iterator[Walked]:
+def walk(root: Location, rules: PairingRules) -> Iterator[Walked]:
     """Yield a Pair for every image under ``root`` and an OrphanMask for every mask without an image."""
     for folder in walk_folders(root, rules):
         if isinstance(folder, Folder):
@@ -192,8 +207,14 @@ def walk(root: Path, rules: PairingRules) -> Iterator[Walked]:
             yield folder
 
 
-def walk_folders(root: Path, rules: PairingRules) -> Iterator[Folder | UnreadableFolder]:
+def walk_folders(root: Location, rules: PairingRules) -> Iterator[Folder | UnreadableFolder]:
     """Every folder under ``root`` with pictures or orphan masks in it, a folder before its subfolders."""
+    from .paged_walk import is_paged, walk_listed
+
+    if is_paged(root, rules):
+        yield from walk_listed(root, rules)
+        return
+    assert isinstance(root, Path) and not isinstance(rules.masks_dir, BucketPath)
     if not root.is_dir():
         raise ConfigError(f"{root}: input folder not found or not a folder")
     if rules.masks_dir is not None and not rules.masks_dir.is_dir():

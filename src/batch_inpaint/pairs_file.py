@@ -1,20 +1,33 @@
 """An explicit list of pairs (``--pairs``): a CSV with a header ``image,mask[,output]`` or JSON lines.
 
-Paths are relative to the list's folder; an output path may not leave the output folder.
+Paths are relative to the list's folder; an output path may not leave the output folder. The list, and
+any of its images and masks, may be in a bucket (a URL, or a path relative to a list that is).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from pathlib import Path, PurePosixPath
-from typing import Iterator
+from pathlib import PurePosixPath
+from typing import Iterator, TextIO
 
+from .buckets import BucketPath, Location, is_url, location
 from .errors import ConfigError
 from .pairing import FileSig, Pair
 
 
-def read_pairs_file(path: Path) -> Iterator[Pair]:
+def _signature(where: Location) -> FileSig:
+    if isinstance(where, BucketPath):
+        return FileSig(*where.signature())
+    return FileSig.of(where)
+
+
+def _beside(base: Location, text: str) -> Location:
+    return location(text) if is_url(text) else base / text
+
+
+def read_pairs_file(path: Location) -> Iterator[Pair]:
     """Pairs from a CSV (header: image,mask[,output]) or JSON-lines file; relative paths are from its folder."""
     base = path.parent
     rows = _jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(path)
@@ -24,8 +37,8 @@ def read_pairs_file(path: Path) -> Iterator[Pair]:
         where = f"{path.name} line {line_no}"
         if not image_s:
             raise ConfigError(f"{path}: line {line_no}: no image")
-        image = base / image_s
-        mask = base / mask_s if mask_s else None
+        image = _beside(base, image_s)
+        mask = _beside(base, mask_s) if mask_s else None
         problem: str | None = None
         image_sig: FileSig | None
         mask_sig: FileSig | None
@@ -37,8 +50,8 @@ def read_pairs_file(path: Path) -> Iterator[Pair]:
             problem = f"output {output_base!r} is claimed by an earlier line ({where})"
         claimed.add(output_base)
         try:
-            image_sig = FileSig.of(image)
-            mask_sig = FileSig.of(mask) if mask is not None else None
+            image_sig = _signature(image)
+            mask_sig = _signature(mask) if mask is not None else None
         except OSError as exc:
             problem = problem or f"cannot read {exc.filename}: {exc.strerror}"
             image_sig = mask_sig = None
@@ -47,6 +60,8 @@ def read_pairs_file(path: Path) -> Iterator[Pair]:
 
 def _safe_output_base(raw: str, *, from_output: bool) -> str | None:
     """A relative, '..'-free output path without extension; None if an explicit output is unsafe."""
+    if is_url(raw):  # an image in a bucket: its key's path
+        raw = raw.split("://", 1)[1].partition("/")[2]
     p = PurePosixPath(raw.replace("\\", "/"))
     unsafe = p.is_absolute() or ".." in p.parts or raw.startswith("~")
     if unsafe:
@@ -60,9 +75,15 @@ def _safe_output_base(raw: str, *, from_output: bool) -> str | None:
     return str(cleaned.with_suffix("")) if cleaned.suffix else str(cleaned)
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _open(path: Location) -> TextIO:
+    if isinstance(path, BucketPath):
+        return io.StringIO(path.read_bytes().decode("utf-8"), newline="")
+    return path.open(newline="", encoding="utf-8")
+
+
+def _csv_rows(path: Location) -> Iterator[tuple[int, dict[str, str]]]:
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with _open(path) as fh:
             reader = csv.DictReader(fh)
             if reader.fieldnames is None or "image" not in reader.fieldnames:
                 raise ConfigError(f"{path}: a pairs CSV needs a header with 'image' and 'mask' columns")
@@ -72,9 +93,9 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         raise ConfigError(f"{path}: cannot read the pairs file: {exc.strerror}") from None
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _jsonl_rows(path: Location) -> Iterator[tuple[int, dict[str, str]]]:
     try:
-        with path.open(encoding="utf-8") as fh:
+        with _open(path) as fh:
             for line_no, line in enumerate(fh, 1):
                 if not line.strip():
                     continue

@@ -14,12 +14,12 @@ import io
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from . import imaging
+from .buckets import Location
 from .errors import InvalidInput
 from .hashing import XXH128, content_hash
 from .pairing import Pair
@@ -90,7 +90,7 @@ class Prepared:
         return f"{self.image_hash}:{self.mask_hash}"
 
 
-def read_file(path: Path, what: str) -> bytes:
+def read_file(path: Location, what: str) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:

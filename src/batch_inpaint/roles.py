@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .buckets import BucketPath, Location
 from .errors import ConfigError
 from .settings import Settings
 
 
-def _within(path: Path, folder: Path) -> bool:
-    """``path`` is ``folder`` or somewhere inside it (both resolved)."""
+def _within(path: Location, folder: Location) -> bool:
+    """``path`` is ``folder`` or somewhere inside it (both resolved; a bucket's never in a local folder)."""
+    if isinstance(path, BucketPath) or isinstance(folder, BucketPath):
+        return isinstance(path, BucketPath) and isinstance(folder, BucketPath) and path.within(folder)
     return path == folder or folder in path.parents
 
 
@@ -64,6 +67,10 @@ def masks_inside_input(s: Settings) -> str | None:
     if s.masks_dir is None or s.input_dir is None:
         return None
     masks, root = s.masks_dir.resolve(), s.input_dir.resolve()
+    if isinstance(masks, BucketPath) or isinstance(root, BucketPath):
+        if isinstance(masks, BucketPath) and isinstance(root, BucketPath) and masks != root and masks.within(root):
+            return masks.url[len(root.url) + 1:]
+        return None
     if root in masks.parents:
         return masks.relative_to(root).as_posix()
     return None

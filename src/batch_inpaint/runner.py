@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Callable, Literal
 import anyio
 
 from .batch import Batch, Observer
+from .buckets import BucketPath, Location
 from .control import RunControl
 from .engines.base import Engine, clipdrop_shaping, local_shaping
 from .errors import BatchInpaintError, ConfigError
@@ -48,18 +49,20 @@ def check_inputs(settings: Settings) -> None:
     if settings.pairs_file is None:
         if settings.input_dir is None:
             raise ConfigError("no input folder")
-        if not settings.input_dir.is_dir():
-            raise ConfigError(f"{settings.input_dir}: input folder not found or not a folder")
-    elif not settings.pairs_file.is_file():
-        raise ConfigError(f"{settings.pairs_file}: pairs file not found")
-    if settings.masks_dir is not None and not settings.masks_dir.is_dir():
-        raise ConfigError(f"{settings.masks_dir}: mask folder not found or not a folder")
-    if settings.mask_file is not None and not settings.mask_file.is_file():
-        raise ConfigError(f"{settings.mask_file}: mask file not found")
+        _must_be(settings.input_dir, "input folder", folder=True)
+    else:
+        _must_be(settings.pairs_file, "pairs file", folder=False)
+    if settings.masks_dir is not None:
+        _must_be(settings.masks_dir, "mask folder", folder=True)
+    if settings.mask_file is not None:
+        _must_be(settings.mask_file, "mask file", folder=False)
     if settings.metrics_file is not None and not settings.metrics_file.parent.is_dir():
         raise ConfigError(f"{settings.metrics_file}: the metrics file's folder does not exist")
     if settings.ca_bundle is not None and not settings.ca_bundle.is_file():
         raise ConfigError(f"{settings.ca_bundle}: CA bundle not found")
+    if settings.masks_from is not None and isinstance(settings.input_dir, BucketPath):
+        raise ConfigError(f"--masks-from takes a local INPUT, not {settings.input_dir}: copy the pictures, or list "
+                          "them with --pairs")
     if settings.masks_from is not None:  # a missing file, not COCO, an unknown class: before the lock
         from .annotations import load
 
@@ -134,6 +137,14 @@ async def held(settings: Settings, engine: Engine | None = None, store: Store | 
     assert settings.out_dir is not None
     owned_engine = engine is None
     engine = engine or build_engine(settings)  # a missing key is a usage error, found before the lock
+    if isinstance(settings.out_dir, BucketPath):  # refused credentials, a read-only role: before any request
+        try:
+            await anyio.to_thread.run_sync(settings.out_dir.check_writable)
+        except OSError as exc:
+            if owned_engine:
+                await engine.aclose()
+            raise ConfigError(f"{settings.out_dir}: the results cannot be written there: {exc.strerror} (nothing "
+                              "was sent)") from None
     shared = settings.fleet_manifest is not None  # every worker of the job writes the output folder
     try:
         with nullcontext() if shared else RunLock(lock_path(settings.out_dir)):
@@ -156,6 +167,17 @@ async def held(settings: Settings, engine: Engine | None = None, store: Store | 
             await engine.aclose()
 
 
+def _must_be(where: Location, what: str, *, folder: bool) -> None:
+    """``where`` is there as a folder (a prefix with something under it) or a file, else a ConfigError
+    naming it and the store's reason."""
+    try:
+        there = where.is_dir() if folder else where.is_file()
+    except OSError as exc:
+        raise ConfigError(f"{where}: {what} cannot be read: {exc.strerror}") from None
+    if not there:
+        raise ConfigError(f"{where}: {what} not found" + (" or not a folder" if folder else ""))
+
+
 async def open_store(settings: Settings, *, create: bool = True) -> Store:
     """The manifest the settings name: a Postgres job's (``--manifest postgresql://...``) or the SQLite file."""
     url = settings.fleet_manifest
@@ -165,7 +187,7 @@ async def open_store(settings: Settings, *, create: bool = True) -> Store:
 
     job = settings.job_name
     store = await PostgresStore.open(url, job, lease_seconds=settings.lease, create=create)
-    if not create:
+    if not create or isinstance(settings.out_dir, BucketPath):  # a URL names the job the same on every host
         return store
     try:
         from .jobfolder import mark_folder

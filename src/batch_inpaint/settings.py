@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .buckets import BucketPath, Location, is_url, location
 from .errors import ConfigError
 
 import tomllib
@@ -29,11 +30,14 @@ EXPORT_FORMATS = ("csv", "jsonl")
 class Settings:
     """Everything a run needs. Fields that change the output are listed in ``OUTPUT_SHAPING``."""
 
-    input_dir: Path | None = None
-    out_dir: Path | None = None
-    masks_dir: Path | None = None
-    mask_file: Path | None = None
-    pairs_file: Path | None = None
+    #: A local path, or a store's URL (`buckets.BucketPath`).
+    input_dir: Location | None = None
+    out_dir: Location | None = None
+    masks_dir: Location | None = None
+    mask_file: Location | None = None
+    pairs_file: Location | None = None
+    #: ``KEY=VALUE`` options for the stores' fsspec file systems (`buckets.configure`); may hold secrets.
+    storage_options: tuple[str, ...] = field(default=(), repr=False)
     mask_suffix: str = "_mask"
     #: Masks drawn from annotations instead of mask files: "coco:FILE.json" or "yolo:LABELS_DIR" (`annotations`).
     masks_from: str | None = None
@@ -124,6 +128,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.storage_options:  # the process's stores take them from now on
+            from .buckets import configure
+
+            configure(self.storage_options)
 
     def __repr__(self) -> str:  # keeps the key and passwords out of any repr
         shown = ", ".join(f"{name}={value!r}" for name, value in self.public().items())
@@ -150,7 +158,8 @@ class Settings:
                 values[name] = redact_url(value)
         if self.notify_url is not None:  # a webhook's path is its secret: only where it goes
             values["notify_url"] = origin(self.notify_url)
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+        values["storage_options"] = [f"{option.partition('=')[0]}=***" for option in self.storage_options]
+        return {k: (str(v) if isinstance(v, (Path, BucketPath)) else v) for k, v in values.items()}
 
     @property
     def mask_dilate(self) -> str | None:
@@ -161,6 +170,11 @@ class Settings:
 
             return DEFAULT_DILATE
         return self.dilate
+
+    @property
+    def remote_out(self) -> bool:
+        """The results go to a store: the tool's own files live in the user's state folder (`locations`)."""
+        return isinstance(self.out_dir, BucketPath)
 
     @property
     def manifest_path(self) -> Path:
@@ -188,6 +202,8 @@ class Settings:
             return self.job
         if self.out_dir is None:
             raise ConfigError("no output folder (--out)")
+        if isinstance(self.out_dir, BucketPath):  # the same URL on every host: the job's name as it is
+            return default_job(str(self.out_dir))
         mark = read_mark(self.out_dir)
         return mark.job if mark is not None else default_job(str(self.out_dir))
 
@@ -218,7 +234,9 @@ def settings_hash(settings: Settings, engine_shaping: Mapping[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-_PATH_FIELDS = {f.name for f in fields(Settings) if "Path" in str(f.type)}
+_PATH_FIELDS = {f.name for f in fields(Settings) if "Path" in str(f.type) or "Location" in str(f.type)}
+#: Settings that take a store's URL as well as a path.
+LOCATION_FIELDS = {f.name for f in fields(Settings) if "Location" in str(f.type)}
 #: Config keys that are an option's name where the setting's name differs (`--out` sets ``out_dir``);
 #: the settings' own names are accepted too.
 OPTION_KEYS = {"input": "input_dir", "out": "out_dir", "masks": "masks_dir", "mask": "mask_file",
@@ -238,6 +256,8 @@ def _coerce(name: str, value: Any, source: str, *, key: str | None = None, base:
     if name in _PATH_FIELDS:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a path string")
+        if name in LOCATION_FIELDS and is_url(value):
+            return location(value)
         path = Path(value).expanduser()
         return base / path if base is not None and not path.is_absolute() else path
     if kind.startswith("bool"):
@@ -355,7 +375,10 @@ def build_settings(
         if name not in _FIELD_TYPES:
             raise ConfigError(f"unknown setting '{name}'")
         path = name in _PATH_FIELDS and isinstance(value, str) and not (name == "manifest" and _is_url(value))
-        merged[name] = Path(value).expanduser() if path else value
+        if path and name in LOCATION_FIELDS:
+            merged[name] = location(value)
+        else:
+            merged[name] = Path(value).expanduser() if path else value
     return Settings(**merged)
 
 

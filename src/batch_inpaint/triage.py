@@ -18,6 +18,7 @@ from typing import AsyncIterator, Callable, Generator, Sequence, Union
 
 import anyio
 
+from .buckets import BucketPath, Location, is_url
 from .pairing import FileSig, Folder, OrphanMask, Pair, UnreadableFolder, Walked, pairs_or_folders
 from .hashing import content_hash, fingerprint
 from .settings import Settings
@@ -49,8 +50,9 @@ class OutputIndex:
     ``shared`` (a fleet's folder), a name the listing lacks is looked for again: another worker may
     have written it since; one run alone writes nothing there that it has not decided on already."""
 
-    def __init__(self, out_dir: Path, *, shared: bool = False) -> None:
+    def __init__(self, out_dir: Location, *, shared: bool = False) -> None:
         self.root = str(out_dir)
+        self.bucket = out_dir if isinstance(out_dir, BucketPath) else None
         self.shared = shared
         self._dir: str | None = None
         self._names: set[str] = set()
@@ -60,14 +62,30 @@ class OutputIndex:
         if folder != self._dir:
             self._dir = folder
             try:
-                self._names = set(os.listdir(f"{self.root}/{folder}" if folder else self.root))
+                self._names = self._list(folder)
             except OSError:
                 self._names = set()
-        return name in self._names or self.shared and os.path.exists(f"{self.root}/{rel}")
+        return name in self._names or self.shared and self._there(rel)
+
+    def _list(self, folder: str) -> set[str]:
+        if self.bucket is not None:
+            return (self.bucket / folder).names()
+        return set(os.listdir(f"{self.root}/{folder}" if folder else self.root))
+
+    def _there(self, rel: str) -> bool:
+        if self.bucket is not None:
+            try:
+                return (self.bucket / rel).is_file()
+            except OSError:
+                return False
+        return os.path.exists(f"{self.root}/{rel}")
 
 
-def _absolute(path: str | Path | None) -> str | None:
-    """As the manifest records a file: absolute, so `export` means the same file from any folder."""
+def _absolute(path: Location | None) -> str | None:
+    """As the manifest records a file: absolute, so `export` means the same file from any folder (an
+    object by its URL)."""
+    if isinstance(path, BucketPath):
+        return str(path)
     return None if path is None else os.path.abspath(path)
 
 
@@ -135,7 +153,7 @@ def adopt(pair: Pair, out_dir: str, fmt: str, algorithm: str) -> Adoption | None
     """Read what recording the adoption needs: the output's hash, the inputs' hashes (by ``algorithm``)."""
     rel = pair.output_rel(fmt)
     try:
-        data = Path(out_dir, rel).read_bytes()
+        data = (BucketPath(out_dir) / rel if is_url(out_dir) else Path(out_dir, rel)).read_bytes()
         image_hash = content_hash(pair.image.read_bytes(), algorithm)
         mask_hash = content_hash(pair.mask.read_bytes(), algorithm) if pair.mask is not None else None
     except OSError:
@@ -178,8 +196,11 @@ class Triage:
         self._outputs = OutputIndex(settings.out_dir, shared=store.leases is not None)
         self._cpu = cpu
         #: Outputs with no record are taken as done, but not in a shared job: there every worker writes
-        #: its outputs a moment before it records them.
-        self._adopts = not settings.force and store.leases is None
+        #: its outputs a moment before it records them. With a bucket on either side only when
+        #: --adopt-existing says so: an object's signature holds no time to compare.
+        self._adopts = not settings.force and store.leases is None and (settings.adopt_existing or not any(
+            isinstance(where, BucketPath) for where in (settings.out_dir, settings.input_dir, settings.masks_dir,
+                                                        settings.mask_file, settings.pairs_file)))
 
     async def sort(self, chunk: Chunk) -> Sorted:
         result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)],
@@ -215,7 +236,7 @@ class Triage:
                 adoption = await self._adopt(pair)
                 if adoption is not None:
                     result.adopted.append(adoption)
-                    seen.append(SeenItem(pair.key, os.path.abspath(pair.image), _absolute(pair.mask), pair.image_sig,
+                    seen.append(SeenItem(pair.key, _absolute(pair.image) or "", _absolute(pair.mask), pair.image_sig,
                                          pair.mask_sig, "pending"))
                     continue
             seen.append(self._seen(pair, result))
@@ -276,7 +297,7 @@ class Triage:
         else:
             status, error = "pending", None
             result.due.append(pair)
-        return SeenItem(pair.key, os.path.abspath(pair.image), _absolute(pair.mask), pair.image_sig,
+        return SeenItem(pair.key, _absolute(pair.image) or "", _absolute(pair.mask), pair.image_sig,
                         pair.mask_sig, status, error)
 
     async def _unchanged(self, pair: Pair, row: ItemRow) -> bool:
@@ -397,7 +418,7 @@ def _chunks(settings: Settings, size: int, helper_after: int | None,
                     walked += piece.stop - piece.start
                     if helper is None and helper_after is not None and walked > helper_after:
                         helper, helper_after = Helper.start(), None
-                    if helper is not None and piece.stop > piece.start:
+                    if helper is not None and piece.stop > piece.start and piece.folder.listed is None:
                         request = piece.folder.slice_request(piece.start, piece.stop)
                         piece = replace(piece, taken=helper.submit(request, briefs, piece.folder.rel))
                 chunk.append(piece)

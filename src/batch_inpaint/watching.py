@@ -22,6 +22,7 @@ from .control import RunControl
 from .engines.base import Engine
 from .errors import ConfigError
 from .limiter import Limiter
+from .buckets import BucketPath
 from .runner import RunResult, check_inputs, held, leave_report, run_pass
 from .settings import Settings
 from .settle import Settle
@@ -71,8 +72,8 @@ class Watch:
 
 
 def watched_folders(settings: Settings) -> list[Path]:
-    folders = [settings.input_dir] if settings.input_dir is not None else []
-    if settings.masks_dir is not None:
+    folders = [settings.input_dir] if isinstance(settings.input_dir, Path) else []
+    if isinstance(settings.masks_dir, Path):
         folders.append(settings.masks_dir)
     if settings.masks_from is not None:  # YOLO's labels, or the folder of the COCO file
         from .annotations import parse_source
@@ -112,6 +113,11 @@ async def watch_batch(
     an outage): returns the exit code `run` would have (130/143 after a signal)."""
     if settings.input_dir is None or settings.pairs_file is not None:
         raise ConfigError("watch takes an input folder (a pairs file names its pictures once and for all)")
+    for where in (settings.input_dir, settings.masks_dir, settings.mask_file):
+        if isinstance(where, BucketPath):
+            raise ConfigError(f"{where}: watch needs local input folders, which tell it what changes; a bucket "
+                              "tells nothing. Run `batch-inpaint run` on a schedule instead (docs/cron.md): each run "
+                              "sends only what is new or changed")
     check_inputs(settings)
     assert settings.out_dir is not None
     watch = Watch()
