@@ -100,6 +100,27 @@ def postgres() -> Iterator["Postgres"]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """moto's S3 server on 127.0.0.1 for the session, with a fault proxy in front (`tests.s3`)."""
+    from tests.s3 import serve
+
+    yield from serve()
+
+
+@pytest.fixture
+def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The S3 server emptied, and this process's environment pointed at it (runs inherit it)."""
+    s3_server.reset()
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    from batch_inpaint.buckets import configure, forget
+
+    configure(())
+    forget()
+    return s3_server
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium (`tests.browser`), for one module: Playwright's event loop runs in the test

@@ -94,6 +94,17 @@ def configure(pairs: Iterable[str]) -> None:
         _filesystem.cache_clear()
 
 
+def forget() -> None:
+    """Open the stores anew from now on (their environment changed: a test's server, say)."""
+    _filesystem.cache_clear()
+    try:
+        from fsspec.spec import AbstractFileSystem
+    except ImportError:
+        return
+    for cls in [AbstractFileSystem, *AbstractFileSystem.__subclasses__()]:
+        cls.clear_instance_cache()
+
+
 @functools.lru_cache(maxsize=None)
 def _filesystem(protocol: str) -> Any:
     try:
@@ -115,21 +126,23 @@ def _filesystem(protocol: str) -> Any:
 
 # --- errors and retries ---------------------------------------------------------------------------------
 
+_REFUSED = ("accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden")
 _THROTTLED = ("slowdown", "slow down", "reduce your request rate", "throttl", "503", "too many requests")
 
 
 def reason(exc: BaseException) -> tuple[int, str]:
     """(errno, the store's reason in words) for what a store raised."""
-    text = str(exc)
-    lower = text.lower()
-    if isinstance(exc, FileNotFoundError) or "nosuchbucket" in lower or "does not exist" in lower:
+    lower = f"{type(exc).__name__} {exc}".lower()
+    if "nocredentials" in lower or "unable to locate credentials" in lower:
+        return errno.EACCES, "no credentials were found (environment, config file or instance role)"
+    if isinstance(exc, PermissionError) or any(word in lower for word in _REFUSED):
+        if any(word in lower for word in ("access key", "accesskey", "signature", "token", "credential")):
+            return errno.EACCES, "access denied (the credentials were refused)"
+        return errno.EACCES, "access denied"
+    if isinstance(exc, FileNotFoundError) or "nosuchbucket" in lower or "nosuchkey" in lower:
         if "bucket" in lower:
             return errno.ENOENT, "no such bucket"
         return errno.ENOENT, "no such object"
-    if isinstance(exc, PermissionError) or "accessdenied" in lower or "access denied" in lower:
-        if "invalidaccesskeyid" in lower or "access key" in lower or "signature" in lower or "token" in lower:
-            return errno.EACCES, "access denied (the credentials were refused)"
-        return errno.EACCES, "access denied"
     if any(word in lower for word in _THROTTLED) or getattr(exc, "errno", None) == errno.EBUSY:
         return errno.EBUSY, "the store is throttling requests (503 Slow Down)"
     if isinstance(exc, (TimeoutError, ConnectionError)) or "timeout" in lower or "connect" in lower:
@@ -281,7 +294,12 @@ class BucketPath:
     def write_bytes(self, data: bytes) -> None:
         """One PUT (a multipart upload past 100 MB, completed only when whole): the object appears whole
         or not at all, and exists once this returns."""
-        _store_call(self.url, lambda: self.fs.pipe_file(self._path, data))
+        extra: dict[str, str] = {}
+        if self.protocol in ("s3", "s3a"):  # served with its type, so a browser shows it from a signed URL
+            import mimetypes
+
+            extra["ContentType"] = mimetypes.guess_type(self.name)[0] or "application/octet-stream"
+        _store_call(self.url, lambda: self.fs.pipe_file(self._path, data, **extra))
 
     def check_writable(self) -> None:
         """Write and remove a small hidden object under this prefix: a missing bucket, refused credentials
@@ -392,7 +410,7 @@ def local_pages(folder: Path) -> Iterator[list[Listed]]:
             if entry.name.startswith("."):
                 continue
             try:
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):  # as the folder walk does by default
                     page.append(Listed(entry.name, True))
                 elif entry.is_file():
                     st = entry.stat()

@@ -93,7 +93,7 @@ def _run_options(p: argparse.ArgumentParser, *, plan: bool = False) -> None:
                    help="runs in a row that retry an item which failed on server or network errors (default 3)")
     g.add_argument("--outage-seconds", type=float, metavar="SECONDS",
                    help="stop (exit 7, items left pending) when the API has not answered for this long (default 60)")
-    _storage_option(p.add_argument_group("stores"))  # type: ignore[arg-type]
+    _storage_option(p.add_argument_group("buckets (s3://, gs://, az://)"))  # type: ignore[arg-type]
     g = p.add_argument_group("manifest and credits")
     g.add_argument("--manifest", metavar="FILE|URL",
                    help="manifest file (default OUT/.batch-inpaint/manifest.sqlite3; with a bucket OUT, in the user's "

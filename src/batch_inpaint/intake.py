@@ -12,11 +12,12 @@ import os
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .buckets import BucketPath, is_url
 from .compose import Finish
 from .errors import BatchInpaintError, InvalidInput
 from .output import OutputWriter
 from .pairing import Pair
-from .preflight import PreflightOptions, Prepared, prepare
+from .preflight import PreflightOptions, Prepared, prepare, read_pair
 from .recording import Recorder
 from .roles import masks_inside_input
 from .settings import Settings
@@ -26,6 +27,9 @@ from .store.base import Leases
 from .triage import GAVE_UP, Sorted, Triage, walked_chunks
 
 
+#: More pictures prepared at once when they come from a bucket: each waits on the store's answers, not
+#: on a core.
+BUCKET_READERS = 8
 #: Seconds between two looks at a shared job's outlook, once this worker's walk is done: a worker
 #: whose share is done ends within this of the job's end (one small query each).
 SWEEP_EVERY = 1.0
@@ -54,7 +58,7 @@ class Intake:
             due_send, due_recv = anyio.create_memory_object_stream[Pair](64)
             tg.start_soon(self._feed, due_send)
             async with due_recv:
-                for _ in range((os.cpu_count() or 2) + 1):
+                for _ in range((os.cpu_count() or 2) + 1 + (BUCKET_READERS if self._from_buckets else 0)):
                     tg.start_soon(self._preflight_loop, due_recv.clone(), ready.clone())
 
     async def _feed(self, due: MemoryObjectSendStream[Pair]) -> None:
@@ -159,6 +163,15 @@ class Intake:
         stats.due += len(due) + len(sorted_.invalid) + len(sorted_.unreadable)
         return due
 
+    @property
+    def _from_buckets(self) -> bool:
+        s = self.settings
+        return any(isinstance(where, BucketPath) for where in (s.input_dir, s.masks_dir, s.mask_file, s.pairs_file))
+
+    @staticmethod
+    def _remote(pair: Pair) -> bool:
+        return is_url(pair.image_file) or pair.mask_file is not None and is_url(pair.mask_file)
+
     async def _preflight_loop(self, due: MemoryObjectReceiveStream[Pair], ready: MemoryObjectSendStream[Prepared]) -> None:
         async with due, ready:
             async for pair in due:
@@ -171,7 +184,10 @@ class Intake:
     async def _preflight(self, pair: Pair) -> Prepared | None:
         """Prepared for sending, or None when the item was settled without a request."""
         try:
-            prepared = await anyio.to_thread.run_sync(prepare, pair, self.options, limiter=self._cpu)
+            data = None
+            if self._remote(pair):  # read while waiting on the store, not holding a core
+                data = await anyio.to_thread.run_sync(read_pair, pair, self.options)
+            prepared = await anyio.to_thread.run_sync(prepare, pair, self.options, data, limiter=self._cpu)
         except InvalidInput as exc:
             await self.recorder.settle(pair.key, "invalid", str(exc))
             return None

@@ -145,8 +145,8 @@ class _Pairing:
         if ready:
             self.waiting = [item for item in self.waiting if not self._resolved(item[1])]
         stems = {stem for _, stem, _ in self.waiting}
-        orphans = sorted(stem for stem in self.masks if stem not in stems and stem not in {s for _, s, _ in ready}
-                         and passed(self.position, stem + "."))
+        taken = stems | {stem for _, stem, _ in ready}
+        orphans = sorted(stem for stem in self.masks if stem not in taken and self._resolved(stem))
         if not ready and not orphans:
             return
         ready.sort()

@@ -100,14 +100,23 @@ def read_file(path: Location, what: str) -> bytes:
     return data
 
 
-def prepare(pair: Pair, options: PreflightOptions) -> Prepared:
-    """Check and fix one pair. Raises InvalidInput with a reason a person can act on."""
+def read_pair(pair: Pair, options: PreflightOptions) -> tuple[bytes, bytes | None]:
+    """The image's bytes and the mask file's (None when the mask is drawn from annotations)."""
     if pair.mask is None and options.annotations is None:
         raise InvalidInput("no mask for this image")
     image_data = read_file(pair.image, "image")
-    if options.annotations is None:
-        assert pair.mask is not None
-        mask_data = read_file(pair.mask, "mask")
+    if options.annotations is not None:
+        return image_data, None
+    assert pair.mask is not None
+    return image_data, read_file(pair.mask, "mask")
+
+
+def prepare(pair: Pair, options: PreflightOptions, data: tuple[bytes, bytes | None] | None = None) -> Prepared:
+    """Check and fix one pair (``data``: its bytes, read already by `read_pair`). Raises InvalidInput
+    with a reason a person can act on."""
+    image_data, mask_file_data = data or read_pair(pair, options)
+    if mask_file_data is not None:
+        mask_data = mask_file_data
     fixes: list[str] = []
     warnings: list[str] = []
     image = _open(image_data, "image")
