@@ -14,6 +14,7 @@ values never appear in what the tool prints or records.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -338,7 +339,8 @@ class BucketPath:
     def is_dir(self) -> bool:
         """Something is stored under this prefix (a store has no empty folders). Raises for a bucket
         that is not there or cannot be read: the caller says which."""
-        return bool(next(iter(self.pages()), None))
+        with contextlib.closing(self.pages(limit=1)) as listing:
+            return bool(next(listing, None))
 
     def exists(self) -> bool:
         return self.is_file() or self.is_dir()
@@ -347,12 +349,13 @@ class BucketPath:
         """The names of the files right under this prefix (`triage.OutputIndex`)."""
         return {entry.name for page in self.pages() for entry in page if not entry.folder}
 
-    def pages(self) -> Iterator[list[Listed]]:
+    def pages(self, limit: int | None = None) -> Iterator[list[Listed]]:
         """What lies right under this prefix, a page at a time in the store's (sorted) order, so a
-        walk can start on the first page while the store lists the rest. Hidden names left out."""
+        walk can start on the first page while the store lists the rest. Hidden names left out;
+        ``limit``: a first page of about that many entries is enough (S3 lists no more)."""
         fs = self.fs
         if hasattr(fs, "_iterdir") and hasattr(fs, "loop"):  # s3fs: its pages, as they come
-            yield from self._s3_pages(fs)
+            yield from self._s3_pages(fs, limit)
             return
         entries = _store_call(self.url, lambda: fs.ls(self._path, detail=True))
         page = [e for e in (self._entry(info) for info in entries) if e is not None]
@@ -360,17 +363,19 @@ class BucketPath:
         if page:
             yield page
 
-    def _s3_pages(self, fs: Any) -> Iterator[list[Listed]]:
+    def _s3_pages(self, fs: Any, limit: int | None) -> Iterator[list[Listed]]:
         from fsspec.asyn import sync
 
         bucket, _, key = self._path.partition("/")
-        items = fs._iterdir(bucket, prefix=f"{key}/" if key else "")
+        items = fs._iterdir(bucket, prefix=f"{key}/" if key else "", max_items=limit)
+
+        size = limit or PAGE
 
         async def page() -> list[Any]:
             got: list[Any] = []
             async for info in items:
                 got.append(info)
-                if len(got) >= PAGE:
+                if len(got) >= size:
                     break
             return got
 
@@ -380,13 +385,14 @@ class BucketPath:
                 if not infos:
                     return
                 yield [e for e in (self._entry(info) for info in infos) if e is not None]
-                if len(infos) < PAGE:
+                if len(infos) < size or limit is not None:
                     return
-        finally:
-            try:
-                sync(fs.loop, items.aclose)
-            except Exception:
-                pass
+        finally:  # the listing's generator lives on the store's loop: closed there, if it still runs
+            if fs.loop is not None and fs.loop.is_running():
+                try:
+                    sync(fs.loop, items.aclose, timeout=5)
+                except Exception:
+                    pass
 
     def _entry(self, info: dict[str, Any]) -> Listed | None:
         name = str(info.get("name") or info.get("Key") or "").rstrip("/").rsplit("/", 1)[-1]

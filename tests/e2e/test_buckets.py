@@ -301,9 +301,30 @@ def test_a_new_host_takes_the_results_in_the_bucket_as_done_when_told(s3, emulat
     assert run(*args, url=emu.url).returncode == 0 and emu.charged() == 8
     shutil.rmtree(bucket_state_dir(BucketPath("s3://results/o")))
     plan = run_cli("plan", *args, "--adopt-existing", "--api-url", emu.url, key="test-key")
-    assert plan.returncode == 0 and "8" in plan.stdout and "adopt" in plan.stdout.lower(), plan.stdout
+    assert plan.returncode == 0 and "taken as done (no request; --force redoes them): 8" in plan.stdout, plan.stdout
     adopted = run(*args, "--adopt-existing", url=emu.url)
     assert adopted.returncode == 0, adopted.stderr
     assert len(emu.entries()) == 8
     again = run(*args, url=emu.url)
     assert again.returncode == 0 and "8 already done" in again.stderr and len(emu.entries()) == 8
+
+
+def test_a_prefix_is_listed_in_sorted_pages_as_it_comes(s3) -> None:  # type: ignore[no-untyped-def]
+    """2,500 keys and a hidden one under a prefix, three sub-prefixes: pages of at most 1,000 in the
+    store's order; a prefix holding only sub-prefixes is a folder, found with one small request."""
+    make_buckets(s3, "data")
+    client = s3.client()
+    names = [f"k{i:05d} é.jpg" for i in range(2500)]
+    for name in names:
+        client.put_object(Bucket="data", Key=f"flat/{name}", Body=b"x")
+    client.put_object(Bucket="data", Key="flat/.hidden.jpg", Body=b"x")
+    for sub in ("a", "b", "c"):
+        client.put_object(Bucket="data", Key=f"nested/{sub}/x.jpg", Body=b"xyz")
+    pages = list(BucketPath("s3://data/flat").pages())
+    assert len(pages) == 3 and all(len(page) <= 1000 for page in pages)  # the hidden key is left out of one
+    assert [entry.name for page in pages for entry in page] == names
+    assert all(entry.size == 1 and entry.tag for page in pages for entry in page)
+    nested = BucketPath("s3://data/nested")
+    assert nested.is_dir() and not BucketPath("s3://data/none").is_dir()
+    assert [(e.name, e.folder) for page in nested.pages() for e in page] == [("a", True), ("b", True), ("c", True)]
+    assert (nested / "a" / "x.jpg").signature()[0] == 3 and (nested / "a" / "x.jpg").is_file()
