@@ -7,10 +7,11 @@ server (moto's, in this process), and the same tree on disk.
 - Steady rate use: requests a minute the emulator receives while the run sends (10th to 90th
   percentile of its requests), over ``--rate``, for a run stopped after ``--seconds``. Each picture in
   a bucket costs two GETs and a PUT to the S3 server, which runs on the same two cores.
-- Listing alone: the paged walk of the bucket to its last pair, and the folder walk of the disk tree.
+- Listing alone: the paged walk of the bucket to its last pair, and the folder walk of the disk tree,
+  with each process's peak memory, for the tree and one a quarter of its size: flat if the walk streams.
 
 The objects are put straight into moto's backend (its HTTP PUTs would take minutes); every read and
-write of the runs goes over HTTP, as to any S3.
+write of the runs goes over HTTP, as to any S3. Needs the test extras (moto, s3fs).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def build(count: int) -> Path:
     return root
 
 
-def serve(root: Path) -> tuple[Any, str]:
-    """moto on a free port, with the tree's objects put straight into its backend."""
+def serve(roots: list[Path]) -> tuple[Any, str]:
+    """moto on a free port, with the trees' objects put straight into its backend (``<root's name>/...``)."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -66,9 +67,10 @@ def serve(root: Path) -> tuple[Any, str]:
     from moto.s3.models import s3_backends
 
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    for sub in ("photos", "masks"):
-        for path in sorted((root / sub).iterdir()):
-            backend.put_object("bench", f"{sub}/{path.name}", path.read_bytes())
+    for root in roots:
+        for sub in ("photos", "masks"):
+            for path in sorted((root / sub).iterdir()):
+                backend.put_object("bench", f"{root.name}/{sub}/{path.name}", path.read_bytes())
     return server, url
 
 
@@ -102,17 +104,19 @@ def send_for(args: list[str], environ: dict[str, str], log: Path, seconds: float
     return first, per_minute / rate
 
 
-def listing(where: str, masks: str, environ: dict[str, str]) -> float:
-    """Seconds for a fresh process to walk and pair the whole tree (no manifest, no request)."""
+def listing(where: str, masks: str, environ: dict[str, str]) -> tuple[float, float]:
+    """Seconds for a fresh process to walk, pair and sign the whole tree (no manifest, no request), and
+    the process's peak RSS in MB."""
     script = ("import sys, time; from batch_inpaint.buckets import location; "
               "from batch_inpaint.pairing import Folder, PairingRules, walk_folders; t = time.monotonic(); "
-              "n = sum(len(f.images) for f in walk_folders(location(sys.argv[1]), "
+              "n = sum(len(f.sign()) for f in walk_folders(location(sys.argv[1]), "
               "PairingRules(masks_dir=location(sys.argv[2]))) if isinstance(f, Folder)); "
-              "print(n, time.monotonic() - t)")
+              "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+              "print(n, time.monotonic() - t, int(hwm) / 1024)")  # VmHWM: this program's, not the fork's before exec
     done = subprocess.run([sys.executable, "-c", script, where, masks], env=environ, capture_output=True, text=True,
                           check=True)
-    count, seconds = done.stdout.split()
-    return float(seconds)
+    count, seconds, peak = done.stdout.split()
+    return float(seconds), float(peak)
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -122,18 +126,26 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--seconds", type=float, default=40.0, help="how long each run sends")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    root = build(args.pairs)
-    server, url = serve(root)
+    small, root = build(args.pairs // 4), build(args.pairs)
+    server, url = serve([small, root])
     environ = env(url)
-    sides = {"bucket": ["s3://bench/photos", "--masks", "s3://bench/masks", "--out", "s3://bench/out"],
+    sides = {"bucket": [f"s3://bench/{root.name}/photos", "--masks", f"s3://bench/{root.name}/masks", "--out",
+                        "s3://bench/out"],
              "disk": [str(root / "photos"), "--masks", str(root / "masks"), "--out", str(WORK / "buckets-out")]}
     figures: dict[str, object] = {}
     try:
         print(f"buckets: {args.pairs:,} pairs of 32x24 pictures, flat photos/ and masks/ prefixes in moto's S3 on "
               f"127.0.0.1, against the same tree on disk; median of {args.runs} runs")
-        walks = {side: median([listing(*(sides[side][0], sides[side][2]), environ) for _ in range(args.runs)])
-                 for side in sides}
-        print(f"  walk and pair the whole tree: bucket {walks['bucket']:.2f} s, disk {walks['disk']:.2f} s")
+        walks = {}
+        for tree in (small, root):
+            for side, photos, masks in (("bucket", f"s3://bench/{tree.name}/photos", f"s3://bench/{tree.name}/masks"),
+                                        ("disk", str(tree / "photos"), str(tree / "masks"))):
+                took = [listing(photos, masks, environ) for _ in range(args.runs)]
+                walks[side, tree.name] = (median([t for t, _ in took]), median([m for _, m in took]))
+            count = int(tree.name.rpartition("-")[2])
+            print(f"  walk, pair and sign {count:6,} pairs: bucket {walks['bucket', tree.name][0]:6.2f} s, peak "
+                  f"{walks['bucket', tree.name][1]:4.0f} MB   disk {walks['disk', tree.name][0]:5.2f} s, peak "
+                  f"{walks['disk', tree.name][1]:4.0f} MB")
         for rate in args.rates:
             row = {}
             for side, side_args in sides.items():
@@ -148,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             figures[f"rate {rate:g}"] = row
     finally:
         server.stop()
-    figures["walks"] = walks
+    figures["walks"] = {f"{side} {name}": value for (side, name), value in walks.items()}
     return figures
 
 

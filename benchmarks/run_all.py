@@ -13,8 +13,8 @@ import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from . import (annotations, cost_per_picture, fleet, limit_below, local_engine, memory, noop_resume, rate_limit,
-               report, shared_limit, watch)
+from . import (annotations, buckets, cost_per_picture, fleet, limit_below, local_engine, memory, noop_resume,
+               rate_limit, report, shared_limit, watch)
 from .common import machine
 
 QUICK = {
@@ -29,6 +29,7 @@ QUICK = {
     "watch": ["--items", "20000", "--drops", "2"],
     "annotations": ["--runs", "2", "--images", "20000"],
     "fleet": ["--pictures", "80", "--runs", "1"],
+    "buckets": ["--pairs", "5000", "--runs", "1", "--seconds", "20"],
 }
 
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 STEPS = {"rate": rate_limit.main, "below": limit_below.main, "shared": shared_limit.main, "cost": cost_per_picture.main, "memory": memory.main, "noop": noop_resume.main,
          "local": local_engine.main, "report": report.main, "watch": watch.main,
-         "annotations": annotations.main, "fleet": fleet.main}
+         "annotations": annotations.main, "fleet": fleet.main, "buckets": buckets.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar, Union
+from typing import Any, Callable, Generator, Iterable, Iterator, NamedTuple, TypeVar, Union
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -349,7 +349,7 @@ class BucketPath:
         """The names of the files right under this prefix (`triage.OutputIndex`)."""
         return {entry.name for page in self.pages() for entry in page if not entry.folder}
 
-    def pages(self, limit: int | None = None) -> Iterator[list[Listed]]:
+    def pages(self, limit: int | None = None) -> Generator[list[Listed], None, None]:
         """What lies right under this prefix, a page at a time in the store's (sorted) order, so a
         walk can start on the first page while the store lists the rest. Hidden names left out;
         ``limit``: a first page of about that many entries is enough (S3 lists no more)."""
@@ -363,7 +363,7 @@ class BucketPath:
         if page:
             yield page
 
-    def _s3_pages(self, fs: Any, limit: int | None) -> Iterator[list[Listed]]:
+    def _s3_pages(self, fs: Any, limit: int | None) -> Generator[list[Listed], None, None]:
         from fsspec.asyn import sync
 
         bucket, _, key = self._path.partition("/")

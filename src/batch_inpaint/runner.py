@@ -17,7 +17,6 @@ from .control import RunControl
 from .engines.base import Engine, clipdrop_shaping, local_shaping
 from .errors import BatchInpaintError, ConfigError
 from .limiter import Limiter
-from .locations import lock_path
 from .reports import summary_json
 from .roles import check_roles
 from .runlock import RunLock
@@ -147,7 +146,7 @@ async def held(settings: Settings, engine: Engine | None = None, store: Store | 
                               "was sent)") from None
     shared = settings.fleet_manifest is not None  # every worker of the job writes the output folder
     try:
-        with nullcontext() if shared else RunLock(lock_path(settings.out_dir)):
+        with nullcontext() if shared else RunLock(settings.lock_path):
             owned_limiter = limiter is None
             # first: a shared limiter that cannot be reached is a usage error, before the manifest
             limiter = limiter or await build_limiter(settings, engine)

@@ -128,10 +128,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         validate(self)
-        if self.storage_options:  # the process's stores take them from now on
+        if self.storage_options or any(isinstance(getattr(self, name), BucketPath) for name in LOCATION_FIELDS):
             from .buckets import configure
 
-            configure(self.storage_options)
+            configure(self.storage_options)  # the settings that name a bucket set the process's options
 
     def __repr__(self) -> str:  # keeps the key and passwords out of any repr
         shown = ", ".join(f"{name}={value!r}" for name, value in self.public().items())
@@ -175,6 +175,18 @@ class Settings:
     def remote_out(self) -> bool:
         """The results go to a store: the tool's own files live in the user's state folder (`locations`)."""
         return isinstance(self.out_dir, BucketPath)
+
+    @property
+    def lock_path(self) -> Path:
+        """One run at a time: the lock beside the output's manifest. For a bucket output with a manifest
+        named by --manifest, beside that file, so hosts sharing it exclude each other."""
+        from .locations import lock_path
+
+        if self.out_dir is None:
+            raise ConfigError("no output folder (--out)")
+        if self.remote_out and isinstance(self.manifest, Path):
+            return self.manifest.with_name(f"{self.manifest.name}.lock")
+        return lock_path(self.out_dir)
 
     @property
     def manifest_path(self) -> Path:

@@ -310,11 +310,11 @@ def test_a_new_host_takes_the_results_in_the_bucket_as_done_when_told(s3, emulat
 
 
 def test_a_prefix_is_listed_in_sorted_pages_as_it_comes(s3) -> None:  # type: ignore[no-untyped-def]
-    """2,500 keys and a hidden one under a prefix, three sub-prefixes: pages of at most 1,000 in the
+    """2,100 keys and a hidden one under a prefix, three sub-prefixes: pages of at most 1,000 in the
     store's order; a prefix holding only sub-prefixes is a folder, found with one small request."""
     make_buckets(s3, "data")
     client = s3.client()
-    names = [f"k{i:05d} é.jpg" for i in range(2500)]
+    names = [f"k{i:05d} é.jpg" for i in range(2100)]
     for name in names:
         client.put_object(Bucket="data", Key=f"flat/{name}", Body=b"x")
     client.put_object(Bucket="data", Key="flat/.hidden.jpg", Body=b"x")
@@ -328,3 +328,28 @@ def test_a_prefix_is_listed_in_sorted_pages_as_it_comes(s3) -> None:  # type: ig
     assert nested.is_dir() and not BucketPath("s3://data/none").is_dir()
     assert [(e.name, e.folder) for page in nested.pages() for e in page] == [("a", True), ("b", True), ("c", True)]
     assert (nested / "a" / "x.jpg").signature()[0] == 3 and (nested / "a" / "x.jpg").is_file()
+
+
+def test_the_run_lock_follows_the_manifest(s3, emulator, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A bucket output's lock is beside its manifest: the state folder's, or the file --manifest names,
+    which hosts sharing that file then share too."""
+    from batch_inpaint.runlock import RunLock
+    from batch_inpaint.settings import build_settings
+
+    make_buckets(s3, "data", "results")
+    s3.upload("data", "photos", photos / "photos")
+    s3.upload("data", "masks", photos / "masks")
+    emu = emulator()
+    shared = tmp_path / "shared" / "job.sqlite3"
+    args = ("s3://data/photos", "--masks", "s3://data/masks", "--out", "s3://results/o")
+    for manifest in (None, shared):
+        settings = build_settings({"out_dir": "s3://results/o", "manifest": manifest})
+        expected = shared.with_name("job.sqlite3.lock") if manifest else \
+            bucket_state_dir(BucketPath("s3://results/o")) / "run.lock"
+        assert settings.lock_path == expected
+        extra = ("--manifest", str(manifest)) if manifest else ()
+        with RunLock(settings.lock_path):
+            held = run(*args, *extra, url=emu.url)
+        assert held.returncode == 5 and "another batch-inpaint run" in held.stderr
+    assert emu.entries() == []
+    assert run(*args, "--manifest", str(shared), url=emu.url).returncode == 0 and shared.is_file()
