@@ -428,6 +428,17 @@ def local_pages(folder: Path) -> Iterator[list[Listed]]:
         yield page
 
 
+def require(where: Location, what: str, *, folder: bool) -> None:
+    """``where`` is there as a folder (for a bucket: a prefix with something under it) or a file, else a
+    ConfigError naming it, and the store's reason when it could not be asked."""
+    try:
+        there = where.is_dir() if folder else where.is_file()
+    except OSError as exc:
+        raise ConfigError(f"{where}: {what} cannot be read: {exc.strerror}") from None
+    if not there:
+        raise ConfigError(f"{where}: {what} not found" + (" or not a folder" if folder else ""))
+
+
 def pages(where: Location) -> Iterator[list[Listed]]:
     return where.pages() if isinstance(where, BucketPath) else local_pages(where)
 

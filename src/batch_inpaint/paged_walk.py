@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .buckets import BucketPath, Listed, Location, pages
+from .buckets import BucketPath, Listed, Location, pages, require
 from .errors import ConfigError
 from .pairing import IMAGE_EXTENSIONS, Folder, PairingRules, UnreadableFolder, _selected, split_name
 
@@ -27,23 +27,14 @@ def passed(position: str | None, prefix: str) -> bool:
 
 def walk_listed(root: Location, rules: PairingRules) -> Iterator[Folder | UnreadableFolder]:
     """Every folder under ``root`` with pictures or orphan masks, as `pairing.walk_folders`, in pieces."""
-    _check(root, "input folder", folder=True)
+    require(root, "input folder", folder=True)
     if rules.masks_dir is not None:
-        _check(rules.masks_dir, "mask folder", folder=True)
+        require(rules.masks_dir, "mask folder", folder=True)
     fixed = None
     if rules.mask_file is not None:
-        _check(rules.mask_file, "mask file", folder=False)
+        require(rules.mask_file, "mask file", folder=False)
         fixed = _signature(rules.mask_file)
     yield from _walk(root, "", rules, fixed)
-
-
-def _check(where: Location, what: str, *, folder: bool) -> None:
-    try:
-        there = where.is_dir() if folder else where.is_file()
-    except OSError as exc:
-        raise ConfigError(f"{where}: {what} cannot be read: {exc.strerror}") from None
-    if not there:
-        raise ConfigError(f"{where}: {what} not found" + (" or not a folder" if folder else ""))
 
 
 def _signature(where: Location) -> tuple[int, int]:

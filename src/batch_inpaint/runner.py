@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, Callable, Literal
 import anyio
 
 from .batch import Batch, Observer
-from .buckets import BucketPath, Location
+from .buckets import BucketPath, require
 from .control import RunControl
 from .engines.base import Engine, clipdrop_shaping, local_shaping
 from .errors import BatchInpaintError, ConfigError
@@ -48,13 +48,13 @@ def check_inputs(settings: Settings) -> None:
     if settings.pairs_file is None:
         if settings.input_dir is None:
             raise ConfigError("no input folder")
-        _must_be(settings.input_dir, "input folder", folder=True)
+        require(settings.input_dir, "input folder", folder=True)
     else:
-        _must_be(settings.pairs_file, "pairs file", folder=False)
+        require(settings.pairs_file, "pairs file", folder=False)
     if settings.masks_dir is not None:
-        _must_be(settings.masks_dir, "mask folder", folder=True)
+        require(settings.masks_dir, "mask folder", folder=True)
     if settings.mask_file is not None:
-        _must_be(settings.mask_file, "mask file", folder=False)
+        require(settings.mask_file, "mask file", folder=False)
     if settings.metrics_file is not None and not settings.metrics_file.parent.is_dir():
         raise ConfigError(f"{settings.metrics_file}: the metrics file's folder does not exist")
     if settings.ca_bundle is not None and not settings.ca_bundle.is_file():
@@ -164,17 +164,6 @@ async def held(settings: Settings, engine: Engine | None = None, store: Store | 
     finally:
         if owned_engine:
             await engine.aclose()
-
-
-def _must_be(where: Location, what: str, *, folder: bool) -> None:
-    """``where`` is there as a folder (a prefix with something under it) or a file, else a ConfigError
-    naming it and the store's reason."""
-    try:
-        there = where.is_dir() if folder else where.is_file()
-    except OSError as exc:
-        raise ConfigError(f"{where}: {what} cannot be read: {exc.strerror}") from None
-    if not there:
-        raise ConfigError(f"{where}: {what} not found" + (" or not a folder" if folder else ""))
 
 
 async def open_store(settings: Settings, *, create: bool = True) -> Store:

@@ -91,7 +91,7 @@ def test_pictures_go_on_while_the_listing_of_a_flat_prefix_goes_on(monkeypatch: 
             yield [Listed(name, False, 10, 1) for name in names[start:start + 1000]]
 
     monkeypatch.setattr(paged_walk, "pages", pages)
-    monkeypatch.setattr(paged_walk, "_check", lambda *args, **kwargs: None)
+    monkeypatch.setattr(paged_walk, "require", lambda *args, **kwargs: None)
     walked = paged_walk.walk_listed(Path("/nowhere"), PairingRules())
     first = next(walked)
     assert isinstance(first, Folder) and len(listed) == 1 and len(first.images) >= 499
