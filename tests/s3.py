@@ -23,14 +23,18 @@ class Faults:
 
     slow_puts: int = 0
     slow_lists: int = 0
+    #: Writes of objects refused from the nth on (0: none): a role losing its write permission mid-run.
+    deny_puts_from: int = 0
     puts_seen: int = 0
     throttled: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, method: str, path: str, query: str) -> bool:
+    def take(self, method: str, path: str, query: str) -> bool | str:
         with self.lock:
             if method == "PUT" and "/" in path.strip("/"):
                 self.puts_seen += 1
+                if self.deny_puts_from and self.puts_seen >= self.deny_puts_from:
+                    return "denied"
                 if self.slow_puts > 0:
                     self.slow_puts -= 1
                     self.throttled += 1
@@ -44,6 +48,8 @@ class Faults:
 
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
              b'<Message>Please reduce your request rate.</Message></Error>')
+DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+          b'<Message>Access Denied</Message></Error>')
 REFUSED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code>'
            b'<Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>')
 
@@ -62,7 +68,10 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         if f"Credential={REFUSED_KEY}/" in (self.headers.get("Authorization") or ""):
             return self._reply(403, REFUSED)
-        if self.faults.take(self.command, path, query):
+        fault = self.faults.take(self.command, path, query)
+        if fault == "denied":
+            return self._reply(403, DENIED)
+        if fault:
             return self._reply(503, SLOW_DOWN)
         upstream = http.client.HTTPConnection(*self.target, timeout=30)
         try:
@@ -117,6 +126,7 @@ class S3:
 
         httpx.post(f"{self.url}/moto-api/reset").raise_for_status()
         self.faults.slow_puts = self.faults.slow_lists = self.faults.puts_seen = self.faults.throttled = 0
+        self.faults.deny_puts_from = 0
 
     def upload(self, bucket: str, prefix: str, root: Path) -> list[str]:
         """Every file under ``root`` to ``bucket/prefix/<its path>``; the keys, sorted."""

@@ -207,7 +207,8 @@ class Batch:
                 await self.recorder.pending(key, error=str(exc), error_status=exc.status)
                 self.control.fail(exc)
             except OutputError as exc:
-                await self.recorder.settle(key, "failed", f"paid for, but the output could not be written: {exc}")
+                await self.recorder.settle(key, "failed", f"paid for, but the output could not be written: {exc}",
+                                           transient=True)  # the disk's or the bucket's fault: the next run retries it
                 if self.writer.unusable(exc):
                     self.control.fail(DiskUnwritable(
                         f"stopped so no more credits are spent on results that cannot be saved: {exc}"))

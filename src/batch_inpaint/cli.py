@@ -31,6 +31,7 @@ EXAMPLES = """examples:
   batch-inpaint run photos --masks masks -o cleaned          # Clipdrop; the key in CLIPDROP_API_KEY
   batch-inpaint run photos --mask logo.png -o cleaned --engine local
   batch-inpaint plan photos --masks masks -o cleaned         # what a run would do and cost, no request
+  batch-inpaint run s3://data/photos --masks s3://data/masks -o s3://data/cleaned   # pip install 'batch-inpaint[s3]'
   batch-inpaint run -c nightly.toml -q                       # settings from a file, no progress display
   batch-inpaint status cleaned
   batch-inpaint export cleaned --format jsonl > items.jsonl"""

@@ -52,6 +52,8 @@ class OutputWriter:
         rel = pair.output_rel(self.fmt)
         path = output_path(self.out_dir, rel)
         if isinstance(path, BucketPath):
+            if path in (pair.image, pair.mask):  # a --pairs list may name an object inside the output
+                raise OutputError(f"output {rel} would overwrite an input")
             output_hash = await anyio.to_thread.run_sync(_put_and_hash, path, data)
             return OutputRecord(rel, output_hash, len(data))
         assert isinstance(path, Path)

@@ -353,3 +353,24 @@ def test_the_run_lock_follows_the_manifest(s3, emulator, photos: Path, tmp_path:
         assert held.returncode == 5 and "another batch-inpaint run" in held.stderr
     assert emu.entries() == []
     assert run(*args, "--manifest", str(shared), url=emu.url).returncode == 0 and shared.is_file()
+
+
+def test_a_bucket_that_stops_taking_results_stops_the_run_before_more_is_paid(s3, emulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Writes refused mid-run (a role's permission taken away): the result paid for is failed with the
+    reason, nothing more is sent, the rest stay pending for the next run, which finishes the job."""
+    data = tmp_path / "data"
+    write_tree(data, [f"p{i:02d}" for i in range(30)], size=(64, 48), seed=2)
+    make_buckets(s3, "data", "results")
+    s3.upload("data", "photos", data / "photos")
+    s3.upload("data", "masks", data / "masks")
+    s3.faults.deny_puts_from = 6  # the probe, then four results
+    emu = emulator()
+    args = ("s3://data/photos", "--masks", "s3://data/masks", "--out", "s3://results/o", "--concurrency", "1")
+    stopped = run(*args, url=emu.url, **s3.env(proxy=True))
+    assert stopped.returncode == 6, stopped.stderr
+    assert "cannot write s3://results/o/" in stopped.stderr and "access denied" in stopped.stderr
+    assert emu.charged() == 5 and len(s3.keys("results")) == 4  # the fifth was paid for, then refused
+    s3.faults.deny_puts_from = 0
+    resumed = run(*args, url=emu.url, **s3.env(proxy=True))
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(s3.keys("results")) == 30 and emu.charged() == 31
