@@ -116,7 +116,7 @@ async def watch_batch(
     for where in (settings.input_dir, settings.masks_dir, settings.mask_file):
         if isinstance(where, BucketPath):
             raise ConfigError(f"{where}: watch needs local input folders, which tell it what changes; a bucket "
-                              "tells nothing. Run `batch-inpaint run` on a schedule instead (docs/cron.md): each run "
+                              "tells nothing. Run `batch-inpaint run` on a schedule instead (docs/scheduling.md): each run "
                               "sends only what is new or changed")
     check_inputs(settings)
     assert settings.out_dir is not None

@@ -374,3 +374,10 @@ def test_a_bucket_that_stops_taking_results_stops_the_run_before_more_is_paid(s3
     resumed = run(*args, url=emu.url, **s3.env(proxy=True))
     assert resumed.returncode == 0, resumed.stderr
     assert len(s3.keys("results")) == 30 and emu.charged() == 31
+
+
+def test_watch_refuses_a_bucket_and_says_what_to_do_instead(tmp_path: Path) -> None:
+    result = run_cli("watch", "s3://data/photos", "-o", str(tmp_path / "out"), "--engine", "local")
+    assert result.returncode == 2
+    assert "s3://data/photos: watch needs local input folders" in result.stderr
+    assert "docs/scheduling.md" in result.stderr and (Path(__file__).parents[2] / "docs" / "scheduling.md").is_file()
