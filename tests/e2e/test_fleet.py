@@ -135,7 +135,11 @@ def test_a_worker_paused_past_its_lease_records_nothing_over_the_new_holder(emul
         requests_at_waking = len(emu.entries())
         os.kill(first.pid, signal.SIGCONT)
     (first_code, first_summary, first_err), = finish([first])
-    assert len(emu.entries()) == requests_at_waking, first_err[-3000:]  # it woke to find all done: sent nothing more
+    # It woke to find all done, and sends nothing it had not checked its lease for before the pause: at
+    # most one request per send slot (3) that was past its check when SIGSTOP came, between the check and
+    # the socket. No check can be atomic with a network send (the API takes no fencing token); in CI,
+    # 1 such request in one run. Its result is not recorded (below: the done counts add up to 24).
+    assert len(emu.entries()) - requests_at_waking <= 3, first_err[-3000:]
     assert first_code == 0, first_err[-2000:]
     lost = first_summary["counts"]["lease_lost"]
     assert lost >= 1, first_err[-2000:]  # its late results, not recorded
