@@ -108,14 +108,10 @@ def forget() -> None:
 
 @functools.lru_cache(maxsize=None)
 def _filesystem(protocol: str) -> Any:
-    try:
-        import fsspec
-    except ImportError:  # fsspec comes with every store's extra
-        fsspec = None
     extra = EXTRAS.get(protocol, protocol)
     try:
-        if fsspec is None:
-            raise ImportError(protocol)
+        import fsspec  # comes with every store's extra
+
         return fsspec.filesystem(protocol, **_options)
     except ImportError:
         raise ConfigError(f"{protocol}:// needs its storage library: pip install 'batch-inpaint[{extra}]'") from None

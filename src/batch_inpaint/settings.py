@@ -128,7 +128,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         validate(self)
-        if self.storage_options or any(isinstance(getattr(self, name), BucketPath) for name in LOCATION_FIELDS):
+        if self.storage_options or self.in_buckets:
             from .buckets import configure
 
             configure(self.storage_options)  # the settings that name a bucket set the process's options
@@ -170,6 +170,11 @@ class Settings:
 
             return DEFAULT_DILATE
         return self.dilate
+
+    @property
+    def in_buckets(self) -> bool:
+        """Any of the input, masks, mask, pairs list or output is a bucket's URL."""
+        return any(isinstance(getattr(self, name), BucketPath) for name in LOCATION_FIELDS)
 
     @property
     def remote_out(self) -> bool:

@@ -198,9 +198,8 @@ class Triage:
         #: Outputs with no record are taken as done, but not in a shared job: there every worker writes
         #: its outputs a moment before it records them. With a bucket on either side only when
         #: --adopt-existing says so: an object's signature holds no time to compare.
-        self._adopts = not settings.force and store.leases is None and (settings.adopt_existing or not any(
-            isinstance(where, BucketPath) for where in (settings.out_dir, settings.input_dir, settings.masks_dir,
-                                                        settings.mask_file, settings.pairs_file)))
+        self._adopts = not settings.force and store.leases is None and (settings.adopt_existing
+                                                                        or not settings.in_buckets)
 
     async def sort(self, chunk: Chunk) -> Sorted:
         result = Sorted(orphans=[item for item in chunk if isinstance(item, OrphanMask)],
